@@ -1,0 +1,67 @@
+"""`hf-colorize` command line: a thin dispatcher over one module per command.
+
+Each command module defines `add_arguments(parser)` and `run(args) -> int` and keeps heavy imports
+inside `run`, so `hf-colorize --help` stays fast.
+"""
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS = {
+    "colorize": ("hf_colorize.cli_colorize", "colorize photos (files, folders, globs)"),
+    "train": ("hf_colorize.train", "train or fine-tune a colorizer with Accelerate on a streamed dataset"),
+    "pack": ("hf_colorize.data", "pack an image folder into parquet shards for streaming"),
+    "estimate-prior": ("hf_colorize.priors", "estimate the ab bin prior (class rebalancing) from a stream"),
+    "fit-palette": ("hf_colorize.priors_palette", "fit k-means ab palette bins on a stream"),
+    "evaluate": ("hf_colorize.evaluate", "evaluate a model: AuC, PSNR, colourfulness, hue accuracy"),
+    "push": ("hf_colorize.hub", "push a model folder (weights, code, card) to the Hub"),
+    "video": ("hf_colorize.video", "colorize a video without flicker"),
+    "video-eval": ("hf_colorize.video_eval", "measure flicker of a colorized video against ground truth"),
+    "convert-eccv16": ("hf_colorize.convert_eccv16", "convert original ECCV16 release weights"),
+    "export-onnx": ("hf_colorize.onnx_export", "export a model to ONNX"),
+}
+
+
+def _load(name):
+    module, _ = COMMANDS[name]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name == module:
+            return None  # command not available in this build
+        raise
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="hf-colorize", description="Automatic colorization of black-and-white photos and films.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    runners = {}
+    for name, (_, help_text) in COMMANDS.items():
+        module = _load(name)
+        if module is None:
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        runners[name] = module.run
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(runners[args.command](args) or 0)
+    except KeyboardInterrupt:
+        print("hf-colorize: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
