@@ -1,0 +1,86 @@
+"""The `image-colorization` pipeline: images in, colorized RGB images at original resolution out.
+
+This file travels to the Hub as remote code: it imports only its siblings, transformers, torch and PIL.
+"""
+
+from typing import Optional
+
+import torch
+from transformers import Pipeline
+
+from .image_processing_colorization import ColorizationImageProcessor
+
+
+class _Passthrough:
+    """Carries a value through the pipeline's batching untouched (it only splits tensors and arrays)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class ImageColorizationPipeline(Pipeline):
+    """Colorize black-and-white (or any) photos.
+
+    ```python
+    import hf_colorize  # registers the task
+    from transformers import pipeline
+    colorize = pipeline("image-colorization", model=hf_colorize.DEFAULT_MODEL)
+    colorize("photo.jpg", temperature=0.38)          # -> PIL.Image (RGB, original size)
+    colorize(["a.jpg", "b.png"], batch_size=2)      # -> [PIL.Image, PIL.Image]
+    ```
+
+    Call-time options: `temperature` (annealed mean; lower = more vivid, towards the mode; 1 = mean),
+    `decode_mode` ("annealed_mean", "mode", "mean", "median", "sample"), `size` (network input side,
+    multiple of 8), `seed` (for "sample"), `output_type` ("pil", "np", "pt").
+    """
+
+    _load_processor = False
+    _load_image_processor = True
+    _load_feature_extractor = False
+    _load_tokenizer = False
+    _load_video_processor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.image_processor is None:
+            self.image_processor = ColorizationImageProcessor()
+
+    def _sanitize_parameters(self, temperature=None, decode_mode=None, size=None, seed=None, output_type=None, **kwargs):
+        preprocess, forward, postprocess = {}, {}, {}
+        if size is not None:
+            preprocess["size"] = size
+        if temperature is not None:
+            if not float(temperature) > 0:
+                raise ValueError(f"temperature must be > 0, got {temperature}")
+            forward["temperature"] = float(temperature)
+        if decode_mode is not None:
+            forward["decode_mode"] = decode_mode
+        if seed is not None:
+            forward["seed"] = int(seed)
+        if output_type is not None:
+            postprocess["output_type"] = output_type
+        return preprocess, forward, postprocess
+
+    def preprocess(self, image, size: Optional[int] = None):
+        l_full = self.image_processor.l_channel(image)
+        pixel_values = self.image_processor.resize_l(l_full, size)[None]
+        if self.dtype is not None and self.dtype.is_floating_point:
+            pixel_values = pixel_values.to(self.dtype)
+        return {"pixel_values": pixel_values, "original_l": _Passthrough(l_full)}
+
+    def _forward(self, model_inputs, temperature=None, decode_mode=None, seed=None):
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=model_inputs["pixel_values"].device).manual_seed(seed)
+        outputs = self.model(
+            pixel_values=model_inputs["pixel_values"], temperature=temperature,
+            decode_mode=decode_mode, generator=generator,
+        )
+        return {"ab": outputs.ab, "original_l": model_inputs["original_l"]}
+
+    def postprocess(self, model_outputs, output_type: str = "pil"):
+        held = model_outputs["original_l"]
+        l_full = held.value if isinstance(held, _Passthrough) else held
+        ab = model_outputs["ab"]
+        ab = ab[0] if ab.dim() == 4 else ab
+        return self.image_processor.colorize_l(l_full, ab, output_type=output_type)
