@@ -14,7 +14,7 @@ COMMANDS = {
     "train": ("hf_colorize.train", "train or fine-tune a colorizer with Accelerate on a streamed dataset"),
     "pack": ("hf_colorize.data", "pack an image folder into parquet shards for streaming"),
     "estimate-prior": ("hf_colorize.priors", "estimate the ab bin prior (class rebalancing) from a stream"),
-    "fit-palette": ("hf_colorize.priors_palette", "fit k-means ab palette bins on a stream"),
+    "fit-palette": ("hf_colorize.palette", "fit k-means ab palette bins on a stream"),
     "evaluate": ("hf_colorize.evaluate", "evaluate a model: AuC, PSNR, colourfulness, hue accuracy"),
     "push": ("hf_colorize.hub", "push a model folder (weights, code, card) to the Hub"),
     "video": ("hf_colorize.video", "colorize a video without flicker"),

@@ -212,6 +212,27 @@ class ColorizationPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = False
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, failing clearly when config.ab_bins and the weights disagree."""
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except RuntimeError as err:
+            if "mismatch" not in str(err):
+                raise
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the weights do not fit the config (e.g. config.ab_bins has a "
+                "different number of bins than the checkpoint's classifier); fix config.json or the weights"
+            ) from None
+        if isinstance(model, ColorizationModel):
+            expected = torch.tensor(model.config.ab_bins, dtype=torch.float32)
+            if not torch.allclose(model.ab_bins.float().cpu(), expected, atol=1e-4):
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: config.ab_bins differ from the bin centres stored with the "
+                    "weights (ab_bins); the classifier's outputs would be decoded to the wrong colours"
+                )
+        return model
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, plus what `trust_remote_code` users need for the pipeline:
         `custom_pipelines` in config.json and the pipeline and image-processing files beside the model."""
