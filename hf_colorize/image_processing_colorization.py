@@ -131,19 +131,33 @@ def open_image(source, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Image.
         if os.path.getsize(path) == 0:
             raise ColorizationInputError("empty file")
         fp = path
+    image = None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # max_pixels is our limit; PIL's warning threshold (89 MP) would contradict it
+            # (its hard error at 179 MP still applies)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(fp)
             _check_pixels(image.width, image.height, max_pixels)
             image.load()
+            if getattr(image, "n_frames", 1) > 1:
+                # animations (GIF, WebP, multi-page TIFF): keep frame 0 and release the file handle
+                frame = image.copy()
+                image.close()
+                image = frame
     except ColorizationInputError:
+        if image is not None:
+            image.close()
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:
         raise ColorizationInputError(f"image too large (possible decompression bomb): {err}") from None
     except UnidentifiedImageError:
         raise ColorizationInputError("not a recognised image format") from None
+    except PermissionError:
+        raise ColorizationInputError("permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
+        if image is not None:
+            image.close()
         raise ColorizationInputError(f"cannot decode image: {err}") from None
     return image
 
@@ -156,14 +170,34 @@ def pil_to_rgb_tensor(image: Image.Image, max_pixels: Optional[int] = DEFAULT_MA
     """
     _check_pixels(image.width, image.height, max_pixels)
     try:
+        return _pil_pixels_to_rgb(image)
+    except ColorizationInputError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # lazily loaded or unconvertible images
+        raise ColorizationInputError(f"cannot decode image: {err}") from None
+
+
+def _full_scale(peak: float, mode: str) -> float:
+    """White level of a 16/32-bit or float image, from its brightest pixel: 16-bit files are 0-65535,
+    PIL's own "I"/"I;16"/"F" images converted from 8-bit ones are 0-255 (a real 16-bit photo whose
+    brightest pixel is below 256/65535 would be black anyway), float files are usually 0-1."""
+    for scale in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0):
+        if peak <= scale:
+            return scale
+    return peak
+
+
+def _pil_pixels_to_rgb(image: Image.Image) -> torch.Tensor:
+    try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block should not make a readable photo unusable
         pass
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(image, dtype=np.float32)
-        scale = 1.0 if mode == "F" and arr.max(initial=0) <= 1.0 else (255.0 if mode == "F" and arr.max(initial=0) <= 255 else 65535.0)
-        arr = np.clip(arr / scale, 0.0, 1.0)
+        if not np.isfinite(arr).all():
+            raise ColorizationInputError("image contains NaN or infinite values")
+        arr = np.clip(arr / _full_scale(float(arr.max(initial=0)), mode), 0.0, 1.0)
         return torch.from_numpy(arr)[None].expand(3, -1, -1).contiguous()
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
@@ -181,16 +215,26 @@ def pil_to_rgb_tensor(image: Image.Image, max_pixels: Optional[int] = DEFAULT_MA
 def array_to_rgb_tensor(array, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """numpy / torch image -> float32 RGB `(3, H, W)` in [0, 1].
 
-    Accepts (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4 (alpha dropped); uint8 is /255, uint16
-    /65535, floats are taken as [0, 1].
+    Accepts (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4 (alpha composited onto white); numpy
+    arrays are read as (H, W, C) and torch tensors as (C, H, W) when both fit (a 1xN RGB array is
+    (1, N, 3)); uint8 is /255, uint16 /65535, floats are taken as [0, 1].
     """
-    t = array.detach().cpu() if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
+    is_torch = isinstance(array, torch.Tensor)
+    try:
+        with warnings.catch_warnings():
+            # np.asarray(pil_image) is read-only; nothing below writes into `t` in place
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = array.detach().cpu() if is_torch else torch.from_numpy(np.ascontiguousarray(array))
+    except (TypeError, ValueError) as err:
+        raise ColorizationInputError(f"unsupported image array: {err}") from None
     if t.dim() == 2:
         t = t[None]
     elif t.dim() == 3:
-        if t.shape[-1] in (1, 3, 4) and t.shape[0] not in (1, 3, 4):
+        channels_last = t.shape[-1] in (1, 3, 4)
+        channels_first = t.shape[0] in (1, 3, 4)
+        if channels_last and not (is_torch and channels_first):
             t = t.permute(2, 0, 1)
-        elif t.shape[0] not in (1, 3, 4):
+        elif not channels_first:
             raise ColorizationInputError(f"cannot tell the channel axis of an array of shape {tuple(array.shape)}")
     else:
         raise ColorizationInputError(f"expected an image array with 2 or 3 dims, got shape {tuple(array.shape)}")
@@ -264,8 +308,9 @@ class ColorizationImageProcessor(BaseImageProcessor):
 
     def l_channel(self, image) -> torch.Tensor:
         """Any supported image -> its full-resolution L channel `(1, H, W)` in [0, 100]."""
-        rgb = image if isinstance(image, torch.Tensor) and image.dim() == 3 and image.shape[0] == 3 and image.is_floating_point() else self.load_rgb(image)
-        return rgb_to_l(rgb)
+        # tensors go through load_rgb too: it clamps to [0, 1] and refuses NaN, which L > 100 or NaN
+        # would otherwise carry straight into the output
+        return rgb_to_l(self.load_rgb(image))
 
     def resize_l(self, l_full: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
         """Full-resolution L `(..., 1, H, W)` -> normalized network input `(..., 1, size, size)`."""

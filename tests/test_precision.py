@@ -1,0 +1,75 @@
+"""Reduced-precision inference (`precision="bf16"`): close to fp32 on real photos, L untouched, and the
+float32 parts (decoding, soft-encoding) stay float32 under autocast."""
+
+import pathlib
+import sys
+
+import pytest
+import torch
+from transformers import pipeline
+
+import hf_colorize  # noqa: F401  (registers the task)
+from hf_colorize import ColorizationImageProcessor, decode_ab
+from hf_colorize.modeling_colorization import soft_encode
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def _lab(pipe, paths, **kwargs):
+    return [pipe(str(p), output_type="lab", **kwargs) for p in paths]
+
+
+def test_bf16_pipeline_close_to_fp32(tiny_model_dir, photo_paths):
+    paths = photo_paths[:3]
+    fp32 = _lab(pipeline("image-colorization", model=str(tiny_model_dir), decode_mode="mean"), paths)
+    pipe = pipeline("image-colorization", model=str(tiny_model_dir), decode_mode="mean", precision="bf16")
+    bf16 = _lab(pipe, paths)
+    at_call = _lab(pipeline("image-colorization", model=str(tiny_model_dir), decode_mode="mean"), paths[:1], precision=torch.bfloat16)
+    processor = ColorizationImageProcessor()
+    for path, a, b in zip(paths, fp32, bf16):
+        assert torch.equal(a[0], b[0])  # L is the input's, whatever the precision
+        assert torch.allclose(b[0], processor.l_channel(str(path))[0], atol=1e-3)
+        diff = (a[1:] - b[1:]).abs().mean().item()
+        assert 0 < diff < 2.0, (path.name, diff)  # really ran in bf16, within the accuracy budget
+    assert torch.equal(at_call[0], bf16[0])  # call-time and construction-time option agree
+
+
+def test_bad_precision_is_one_clear_error(tiny_model_dir, photo_paths):
+    pipe = pipeline("image-colorization", model=str(tiny_model_dir))
+    with pytest.raises(ValueError, match="precision must be 'fp32', 'bf16' or 'fp16', got 'int8'"):
+        pipe(str(photo_paths[0]), precision="int8")
+
+
+def test_decoding_and_soft_encoding_stay_fp32_under_autocast(photo_paths):
+    from hf_colorize.image_processing_colorization import load_rgb, rgb_to_lab
+
+    torch.manual_seed(0)
+    bins = torch.tensor(hf_colorize.eccv16_ab_bins(), dtype=torch.float32)
+    logits = torch.randn(2, 313, 16, 16) * 3
+    ab = rgb_to_lab(load_rgb(str(photo_paths[0]))[None, :, :64, :64])[:, 1:]
+    plain = decode_ab(logits, bins, "annealed_mean", 0.38), soft_encode(ab, bins)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = decode_ab(logits, bins, "annealed_mean", 0.38), soft_encode(ab, bins)
+    assert mixed[0].dtype == torch.float32 and torch.allclose(mixed[0], plain[0], atol=1e-5)
+    assert torch.equal(mixed[1][0], plain[1][0]) and torch.allclose(mixed[1][1], plain[1][1], atol=1e-6)
+
+
+def test_full_eccv16_bf16_within_budget_of_reference(imagenet_files, photo_paths, tmp_path):
+    """The full-size ECCV16 network (reference weights, converted): bf16 stays within 2 ab units (mean)
+    of the reference implementation and of our fp32 path on a real photo."""
+    pytest.importorskip("colorizers")
+    from reference import make_reference_model, reference_colorize
+
+    from hf_colorize.convert_eccv16 import convert_eccv16_checkpoint
+
+    ref = make_reference_model(imagenet_files[3:200:100])
+    torch.save(ref.state_dict(), tmp_path / "ref.pth")
+    convert_eccv16_checkpoint(tmp_path / "ref.pth", tmp_path / "model", decode_mode="mean")
+    path = str(photo_paths[1])
+    _, ref_ab = reference_colorize(path, ref, return_ab=True)
+    pipe = pipeline("image-colorization", model=str(tmp_path / "model"))
+    fp32 = pipe(path, output_type="lab")
+    bf16 = pipe(path, output_type="lab", precision="bf16")
+    assert (fp32[1:] - ref_ab).abs().mean() < 1.0
+    assert (bf16[1:] - ref_ab).abs().mean() < 2.0
+    assert 0 < (bf16[1:] - fp32[1:]).abs().mean() < 2.0

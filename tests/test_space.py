@@ -1,0 +1,308 @@
+"""The Gradio Space (spaces_app/app.py) served on localhost and called through gradio_client.
+
+The helpers at the top are shared with test_space_browser.py and test_space_load.py.
+"""
+
+import contextlib
+import importlib.util
+import os
+import pathlib
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+APP = ROOT / "spaces_app" / "app.py"
+EXAMPLES = ROOT / "spaces_app" / "examples"
+MIN_CHROMA = 2.0  # mean ab chroma of a colour result; 8-bit gray images measure < 0.5
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers (shared by the Space tests)
+# --------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def env(**values):
+    """Temporarily set environment variables (None removes one)."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def load_app():
+    """Import spaces_app/app.py afresh (it reads its settings from the environment at import)."""
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install 'hf-colorize[demo]')")
+    spec = importlib.util.spec_from_file_location(f"space_app_{time.monotonic_ns()}", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(tmp_dir, **env_values):
+    """Build and serve the demo in this process; yields (app module, ModelCache, url)."""
+    with env(GRADIO_EXAMPLES_CACHE=os.path.join(tmp_dir, "examples_cache"), **env_values):
+        app = load_app()
+        models = app.ModelCache(app.model_choices())
+        demo = app.build_demo(models)
+        _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(),
+                               prevent_thread_lock=True, quiet=True)
+        try:
+            yield app, models, url
+        finally:
+            demo.close()
+
+
+@contextlib.contextmanager
+def served_subprocess(tmp_dir, **env_values):
+    """`python spaces_app/app.py` as users run it; yields (Popen, url)."""
+    port = free_port()
+    run_env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+                   GRADIO_EXAMPLES_CACHE=os.path.join(tmp_dir, "examples_cache"),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                   **{k: str(v) for k, v in env_values.items()})
+    log_path = os.path.join(tmp_dir, "server.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(APP)], env=run_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        import httpx
+
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the Space exited with code {proc.returncode}:\n{open(log_path).read()[-3000:]}")
+            try:
+                if httpx.get(url + "config", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Space did not start within 120 s:\n{open(log_path).read()[-3000:]}")
+            time.sleep(0.5)
+        yield proc, url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def lab_of(path):
+    """Any image file -> CIE Lab `(3, H, W)` (the package's own colour maths)."""
+    from hf_colorize.image_processing_colorization import load_rgb, rgb_to_lab
+
+    return rgb_to_lab(load_rgb(str(path)))
+
+
+def mean_chroma(lab) -> float:
+    return lab[1:].norm(dim=0).mean().item()
+
+
+def assert_colorized(result, source):
+    """`result` is a colour image of `source`: same size, clearly coloured, same lightness."""
+    out, src = lab_of(result), lab_of(source)
+    assert out.shape == src.shape, f"{result}: size {tuple(out.shape[1:])} != input {tuple(src.shape[1:])}"
+    assert mean_chroma(out) > MIN_CHROMA, f"{result}: looks gray (mean chroma {mean_chroma(out):.2f})"
+    # the result keeps the input's lightness (up to 8-bit rounding and gamut mapping)
+    assert (out[0] - src[0]).abs().mean().item() < 1.0
+
+
+def bomb_png(path, width=100_000, height=100_000):
+    """A tiny PNG whose header declares a huge image (a decompression bomb)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    pathlib.Path(path).write_bytes(data)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# The served app
+# --------------------------------------------------------------------------------------------------
+UNCACHED_HUB_MODEL = "nobody-here/not-a-cached-model"
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory, tiny_model_dir):
+    from gradio_client import Client
+
+    tmp = tmp_path_factory.mktemp("space")
+    with served(str(tmp), HF_COLORIZE_MODEL=f"{tiny_model_dir},{UNCACHED_HUB_MODEL}",
+                HF_COLORIZE_MAX_FILE_SIZE="2mb") as (app, models, url):
+        client = Client(url, verbose=False, download_files=str(tmp / "downloads"))
+        yield app, models, client, url, tmp
+
+
+def test_colorizes_real_photos_at_original_size(space, photo_paths, gray_photo_paths):
+    app, _, client, _, _ = space
+    from gradio_client import handle_file
+
+    for path in [photo_paths[0], photo_paths[1], gray_photo_paths[0]]:
+        (before, after), download = client.predict(handle_file(str(path)), model=app.DEFAULT_LABEL, api_name="/colorize")
+        assert_colorized(after, path)
+        assert pathlib.Path(download).read_bytes() == pathlib.Path(after).read_bytes()
+        assert pathlib.Path(download).name == f"{path.stem}_colorized.png"
+        before_lab, src_lab = lab_of(before), lab_of(path)
+        assert before_lab.shape == src_lab.shape and mean_chroma(before_lab) < 0.5  # the gray "before"
+        assert (before_lab[0] - src_lab[0]).abs().mean().item() < 1.0
+
+
+def test_controls_change_the_result(space, photo_paths):
+    app, _, client, _, _ = space
+    from gradio_client import handle_file
+
+    path = photo_paths[2]
+
+    def chroma(**controls):
+        _, result = client.predict(handle_file(str(path)), model=app.DEFAULT_LABEL, api_name="/colorize", **controls)
+        assert_colorized(result, path)
+        return mean_chroma(lab_of(result))
+
+    # lower temperature = more vivid; "mode" (most likely bin) is more vivid than "mean"
+    assert chroma(temperature=0.1) > chroma(temperature=1.0)
+    assert chroma(decode_mode="mode") > chroma(decode_mode="mean") + 1.0
+    chroma(size=128, decode_mode="median")  # another processing size still yields the original resolution
+
+
+def test_model_choice_loads_each_model_once(space, photo_paths, tiny_model_dir):
+    app, models, client, _, _ = space
+    from gradio_client import handle_file
+
+    assert list(models.choices) == [str(tiny_model_dir), UNCACHED_HUB_MODEL, app.DEFAULT_LABEL]
+    first = models.get(str(tiny_model_dir))
+    for _ in range(2):
+        _, result = client.predict(handle_file(str(photo_paths[3])), size=64, api_name="/colorize")  # default = tiny
+        assert_colorized(result, photo_paths[3])
+    assert models.get(str(tiny_model_dir)) is first
+    assert first.model.config.width_multiplier == 0.125
+
+
+def _app_error(client, *args, **kwargs) -> str:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message.strip() and "Traceback" not in message, message
+    return message
+
+
+def test_bad_files_get_a_one_line_error_naming_the_file(space, photo_paths, tmp_path):
+    _, _, client, _, _ = space
+    from gradio_client import handle_file
+
+    text = tmp_path / "holiday snap.jpg"
+    text.write_text("this is not a JPEG")
+    truncated = tmp_path / "cut_short.jpg"
+    truncated.write_bytes(photo_paths[0].read_bytes()[:3000])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    bomb = bomb_png(tmp_path / "bomb.png")
+    cases = {text: "not a recognised image format", truncated: "cannot decode image",
+             empty: "empty file", bomb: "decompression bomb"}
+    for path, cause in cases.items():
+        message = _app_error(client, handle_file(str(path)), api_name="/colorize")
+        assert message.startswith(f"{path.name}: ") and cause in message, message
+
+
+def test_bad_options_and_models_get_clear_errors(space, photo_paths):
+    _, _, client, _, _ = space
+    from gradio_client import handle_file
+
+    photo = handle_file(str(photo_paths[0]))
+    assert "could not load model 'nobody-here/not-a-cached-model'" in _app_error(
+        client, photo, model=UNCACHED_HUB_MODEL, api_name="/colorize")
+    assert "unknown model 'other'" in _app_error(client, photo, model="other", api_name="/colorize")
+    assert "decoding mode must be one of" in _app_error(client, photo, decode_mode="vivid", api_name="/colorize")
+    assert "processing size must be a multiple of 8" in _app_error(client, photo, size=100, api_name="/colorize")
+    assert "temperature must be in" in _app_error(client, photo, temperature=0, api_name="/colorize")
+
+
+def test_upload_limit_is_enforced_by_the_server(space, tmp_path):
+    import httpx
+
+    _, _, _, url, _ = space
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))  # over the 2 MB limit the fixture set
+    with open(big, "rb") as f:
+        response = httpx.post(url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")}, timeout=60)
+    assert response.status_code == 413, response.text
+
+
+def test_batch_keeps_good_results_and_lists_bad_files(space, photo_paths, tmp_path):
+    _, _, client, _, _ = space
+    from gradio_client import handle_file
+
+    twin = tmp_path / "twin" / photo_paths[0].name  # same name as the first photo, different picture
+    twin.parent.mkdir()
+    shutil.copy(photo_paths[1], twin)
+    bad = tmp_path / "scan.jpg"
+    bad.write_text("not an image")
+    inputs = [photo_paths[0], bad, twin]
+    gallery, archive, status = client.predict([handle_file(str(p)) for p in inputs], api_name="/colorize_batch")
+    assert len(gallery) == 2
+    assert_colorized(gallery[0]["image"], photo_paths[0])
+    assert_colorized(gallery[1]["image"], twin)
+    assert "Colorized 2 of 3" in status and "scan.jpg: not a recognised image format" in status
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        assert len(names) == 2 and len(set(names)) == 2
+        zf.extractall(tmp_path / "unzipped")
+    for name, source in [(f"{twin.stem}_colorized.png", photo_paths[0]), (f"{twin.stem}_2_colorized.png", twin)]:
+        assert_colorized(tmp_path / "unzipped" / name, source)
+    assert "no image could be colorized" in _app_error(client, [handle_file(str(bad))], api_name="/colorize_batch")
+
+
+def test_examples_are_cached_offline(space):
+    _, _, client, _, tmp = space
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    examples = sorted(EXAMPLES.iterdir())
+    assert len(examples) >= 3
+    for path in examples:  # small, gray, public-domain photos
+        assert path.stat().st_size < 150_000 and mean_chroma(lab_of(path)) < 0.5
+    (before, after), download = client.predict(0, api_name="/load_example")  # lazily cached on first use
+    assert_colorized(after, examples[0])
+    assert any((tmp / "examples_cache").rglob("*.png"))
+    again = client.predict(0, api_name="/load_example")[1]  # served from the cache
+    assert pathlib.Path(again).read_bytes() == pathlib.Path(download).read_bytes()
+
+
+def test_space_readme_metadata_is_valid():
+    import gradio
+    from huggingface_hub import SpaceCard
+
+    card = SpaceCard.load(ROOT / "spaces_app" / "README.md")
+    data = card.data.to_dict()
+    assert data["sdk"] == "gradio" and data["sdk_version"] == gradio.__version__
+    assert (ROOT / "spaces_app" / data["app_file"]).is_file()
+    for key in ("title", "emoji", "colorFrom", "colorTo", "license", "short_description", "models"):
+        assert data.get(key), f"README.md YAML lacks {key}"
+    assert len(data["short_description"]) <= 60
