@@ -114,10 +114,13 @@ def worker(spec) -> dict:
 
 
 def accuracy_worker(spec) -> dict:
-    """Mean |ab| difference against the reference, in Lab at the original resolution, per precision."""
+    """Mean |ab| differences against the reference per precision: "net" = the same L input through both
+    networks (ab compared at 256x256, the reference's output size); "e2e" = each side's own pipeline from
+    the file (Lab at the original resolution; includes our different L resampling)."""
     import colorizers
     import torch
-    from reference import reference_colorize
+    import torch.nn.functional as F
+    from colorizers import util
     from transformers import pipeline
 
     import hf_colorize  # noqa: F401
@@ -126,18 +129,30 @@ def accuracy_worker(spec) -> dict:
     ref = colorizers.eccv16(pretrained=False)
     ref.load_state_dict(torch.load(spec["reference"], map_location="cpu", weights_only=True))
     ref.eval()
-    refs = [reference_colorize(p, ref, return_ab=True)[1] for p in spec["paths"]]
-    out = {}
+    inputs, refs = [], []
+    with torch.inference_mode():
+        for p in spec["paths"]:
+            l_orig, l_rs = util.preprocess_img(util.load_img(str(p)))
+            ab = ref(l_rs)
+            inputs.append(l_rs)
+            refs.append((ab, F.interpolate(ab, size=l_orig.shape[2:], mode="bilinear")[0]))
+    out, fp32 = {}, None
     for precision in spec["precisions"]:
         kwargs = {"precision": precision} if precision != "fp32" else {}
         pipe = pipeline("image-colorization", model=spec["model"], decode_mode="mean", **kwargs)
-        labs = [pipe(str(p), output_type="lab") for p in spec["paths"]]
-        diffs = [(lab[1:] - r).abs().mean().item() for lab, r in zip(labs, refs)]
-        out[precision] = sum(diffs) / len(diffs)
-        if precision == "fp32":
+        net, e2e, labs = [], [], []
+        for p, l_rs, (ab256, ab_full) in zip(spec["paths"], inputs, refs):
+            with torch.inference_mode():
+                res = pipe._forward({"pixel_values": (l_rs - 50.0) / 100.0, "original_l": None}, precision=kwargs.get("precision"))
+            net.append((F.interpolate(res["ab"], scale_factor=4, mode="bilinear") - ab256).abs().mean().item())
+            labs.append(pipe(str(p), output_type="lab"))
+            e2e.append((labs[-1][1:] - ab_full).abs().mean().item())
+        out[f"{precision} net"] = sum(net) / len(net)
+        out[f"{precision} e2e"] = sum(e2e) / len(e2e)
+        if fp32 is None:
             fp32 = labs
         else:
-            out[precision + "_vs_fp32"] = sum((a[1:] - b[1:]).abs().mean().item() for a, b in zip(labs, fp32)) / len(labs)
+            out[f"{precision} vs fp32 e2e"] = sum((a[1:] - b[1:]).abs().mean().item() for a, b in zip(labs, fp32)) / len(labs)
     return out
 
 
@@ -228,7 +243,8 @@ WORKERS = {"time": worker, "accuracy": accuracy_worker, "soft_encode": soft_enco
 # Driver side
 # --------------------------------------------------------------------------------------------------
 def _spawn(kind, spec, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", PYTHONPATH=f"{ROOT}:{HERE}")
+    # passive OpenMP waits: on a shared machine, spinning threads burn the cores the other thread needs
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", PYTHONPATH=f"{ROOT}:{HERE}")
     proc = subprocess.run([sys.executable, __file__, "--worker", kind, json.dumps(dict(spec, threads=threads))],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:

@@ -174,9 +174,9 @@ def assign_outputs(jobs: List[Job], output: Optional[str]) -> None:
         if key in inputs:
             if out_is_file:
                 raise UsageError(f"-o {output} is the input itself; refusing to overwrite it")
-            job.error = f"output {job.output} is an input; refusing to overwrite it"
+            job.error = f"output {shown(job.output)} is an input; refusing to overwrite it"
         elif key in taken:
-            job.error = f"output {job.output} would also be written for {taken[key]}; colorize them separately"
+            job.error = f"output {shown(job.output)} would also be written for {shown(taken[key])}; colorize them separately"
         else:
             taken[key] = job.source
 
@@ -235,8 +235,13 @@ def _load(model_id: str, device: str):
     return model, processor
 
 
+def shown(path: str) -> str:
+    """A path as printable text: undecodable bytes in file names (surrogate escapes) become \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _error(job: Job, cause: str, write) -> None:
-    write(f"{PROG}: error: {job.source}: {cause}")
+    write(f"{PROG}: error: {shown(job.source)}: {cause}")
 
 
 def run(args) -> int:
@@ -249,7 +254,7 @@ def run(args) -> int:
         jobs = expand_inputs(args.inputs, recursive=args.recursive)
         assign_outputs(jobs, args.output)
     except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {shown(str(err))}", file=sys.stderr)
         return 2
 
     failed = skipped = done = 0
@@ -302,7 +307,7 @@ def run(args) -> int:
                 try:
                     save_atomic(processor.colorize_l(l_full, ab[i], output_type="pil"), job.output)
                 except Exception as err:  # noqa: BLE001
-                    report(job, f"cannot write {job.output}: {_cause(err)}")
+                    report(job, f"cannot write {shown(job.output)}: {_cause(err)}")
                     continue
                 done += 1
                 bar.update(1)

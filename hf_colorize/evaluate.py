@@ -9,6 +9,7 @@ photos are skipped and counted. Metric definitions: `hf_colorize.metrics`.
 """
 
 import contextlib
+import glob
 import json
 import os
 import sys
@@ -118,6 +119,16 @@ def iter_crops(images, size: int, stats: dict, split: str = "test", image_column
             continue
         crop = center_crop(im.convert("RGB"), size)
         yield key, torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def _uses_split(images) -> bool:
+    """Whether a source has splits: parquet shards and Hub datasets do, a plain image folder does not."""
+    if not isinstance(images, (str, os.PathLike)):
+        return False
+    path = os.fspath(images)
+    if os.path.isdir(path):
+        return bool(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
+    return True
 
 
 def _batched(pairs, batch_size):
@@ -252,7 +263,7 @@ def evaluate_model(
     out = {
         "model": os.fspath(model_name) if model_name is not None else type(model).__name__,
         "dataset": dataset_name or (os.fspath(images) if isinstance(images, (str, os.PathLike)) else "images"),
-        "split": split if isinstance(images, (str, os.PathLike)) else None,
+        "split": split if _uses_split(images) else None,
         "num_images": n_images,
         "num_pixels": n_pixels,
         "skipped": stats,

@@ -27,6 +27,7 @@ CONFIG_AUTO_MAP = {
 PROCESSOR_AUTO_MAP = {"AutoImageProcessor": "image_processing_colorization.ColorizationImageProcessor"}
 EXAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea")  # public domain, shipped inside scikit-image
 EXAMPLE_MAX_SIDE = 512
+EVAL_FILE = "eval_results.json"  # in the upload, and read from the model folder when no results are given
 
 
 class HubPushError(RuntimeError):
@@ -146,7 +147,7 @@ def build_upload_folder(
         raise HubPushError(f"{model_dir}: the model does not load or run: {first}") from None
     eval_plot = None
     if evaluation:
-        _write_json(os.path.join(out_dir, "eval_results.json"), evaluation)
+        _write_json(os.path.join(out_dir, EVAL_FILE), evaluation)
         if evaluation.get("curves"):
             eval_plot = "eval_auc.png"
             plot_auc_curves(evaluation, os.path.join(out_dir, eval_plot))
@@ -230,12 +231,15 @@ def push_to_hub(
     """Publish `model_dir` as `repo_id` in a single commit; return the commit URL (or, with
     `dry_run_dir`, the folder written instead of uploading).
 
-    eval_results: an evaluation dict or the path of `hf-colorize evaluate --json` output.
+    eval_results: an evaluation dict or the path of `hf-colorize evaluate --json` output (default:
+    `model_dir/eval_results.json` if it exists).
     Raises `HubPushError` (one line) on any failure; local files are never modified.
     """
     model_dir = os.fspath(model_dir)
     _validate_repo_id(repo_id)
     _check_model_dir(model_dir)
+    if eval_results is None and os.path.isfile(os.path.join(model_dir, EVAL_FILE)):
+        eval_results = os.path.join(model_dir, EVAL_FILE)  # measured metrics shipped with the model
     evaluation = _load_evaluation(eval_results)
     if dry_run_dir is not None:
         dry_run_dir = os.path.abspath(os.fspath(dry_run_dir))
@@ -262,18 +266,18 @@ def push_to_hub(
     token = token or get_token()
     if not token:
         raise HubPushError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
+    api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="hf-colorize-push-") as folder:
-        files = build_upload_folder(model_dir, folder, repo_id, evaluation, training, license)
-        operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=os.path.join(folder, f)) for f in files]
-        api = HfApi(token=token)
         try:
-            api.create_repo(repo_id, private=private, exist_ok=True)
+            api.create_repo(repo_id, private=private, exist_ok=True)  # first: an unreachable Hub fails fast
+            files = build_upload_folder(model_dir, folder, repo_id, evaluation, training, license)
+            operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=os.path.join(folder, f)) for f in files]
             # create_commit directly: with hf_xet installed, upload_folder does not go through it
             info = api.create_commit(
                 repo_id, operations=operations,
                 commit_message=commit_message or "Upload colorization model with hf-colorize",
             )
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, HubPushError):
             raise
         except Exception as err:  # network and Hub errors of every kind become one line
             raise HubPushError(_describe_failure(err, token)) from None

@@ -36,7 +36,7 @@ def export_onnx(model, path, size: int = 256, opset: int = 18) -> str:
     import onnx
 
     path = os.fspath(path)
-    wrapper = _OnnxColorizer(model.float().eval())
+    wrapper = _OnnxColorizer(model.float().eval()).eval()
     example = (torch.zeros(1, 1, size, size), torch.tensor([float(model.config.decode_temperature)]))
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)

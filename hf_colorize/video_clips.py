@@ -13,9 +13,8 @@ Kinds: "pan" (sub-pixel horizontal pan with a slight vertical drift), "zoom" (zo
 """
 
 import json
-import math
 import os
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Sequence
 
 import numpy as np
 import torch
@@ -156,7 +155,7 @@ def gray_frame(rgb: np.ndarray) -> np.ndarray:
     """The model input for a ground-truth frame: its CIE L channel as 8-bit gray replicated to RGB."""
     from .image_processing_colorization import rgb_to_l
 
-    l_chan = rgb_to_l(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0)[0]
+    l_chan = rgb_to_l(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255.0)[0]
     # the 8-bit gray whose L equals the frame's (gray sRGB has L = rgb_to_l of that gray)
     lut = rgb_to_l(torch.arange(256, dtype=torch.float32).div(255.0).view(1, 1, 256).expand(3, 1, 256))[0, 0]
     idx = torch.bucketize(l_chan, (lut[1:] + lut[:-1]) / 2)

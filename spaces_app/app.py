@@ -8,6 +8,7 @@ Run locally with `python spaces_app/app.py` (serves http://127.0.0.1:7860). Sett
   HF_COLORIZE_MAX_FILE_SIZE  upload limit (default "25mb")
   HF_COLORIZE_MAX_PIXELS     larger images are refused before decoding (default 40 MP)
   HF_COLORIZE_MAX_BATCH      images per batch (default 24)
+  HF_COLORIZE_MAX_FRAMES     video frames per request (default 600: 20 s at 30 fps)
 """
 
 import hashlib
@@ -75,6 +76,8 @@ def _env_int(name, default):
 
 MAX_PIXELS = _env_int("HF_COLORIZE_MAX_PIXELS", 40_000_000)
 MAX_BATCH = _env_int("HF_COLORIZE_MAX_BATCH", 24)
+MAX_FRAMES = _env_int("HF_COLORIZE_MAX_FRAMES", 600)
+MAX_VIDEO_PIXELS = 3840 * 2160  # per frame (4K UHD)
 CONCURRENCY = max(1, _env_int("HF_COLORIZE_CONCURRENCY", 2))
 MAX_FILE_SIZE = os.environ.get("HF_COLORIZE_MAX_FILE_SIZE", "25mb")
 OUTPUT_MAX_AGE_S = 3600  # result files older than this are swept; Gradio keeps its own copies for as long
@@ -294,6 +297,39 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
             gr.Warning(html.escape(f"{len(failed)} file(s) skipped: " + "; ".join(failed), quote=False))
         return done, zip_path, status
 
+    def colorize_video(video, temporal, model, temperature, size, progress=gr.Progress()):
+        """A video file -> colorized mp4 (original size, frame rate and audio) and a status line."""
+        from hf_colorize.video_io import VideoIOError
+
+        path, name = _payload_source(video)
+        temperature, _, size = _check_options(temperature, "annealed_mean", size)
+        pipe = models.get(model or first)
+        out = os.path.join(outputs_dir.new(), f"{_stem(name)}_colorized.mp4")
+
+        def report(done, total):
+            if done > MAX_FRAMES:
+                raise _fail(f"{name}: longer than the {MAX_FRAMES}-frame limit of this demo; trim it or run "
+                            "`hf-colorize video` locally")
+            progress((done, total), unit="frames")
+
+        try:
+            stats = video_fn(path, out, model=pipe.model, processor=pipe.image_processor, temporal=bool(temporal),
+                             size=size, temperature=temperature, progress=report, max_pixels=MAX_VIDEO_PIXELS)
+        except gr.Error:
+            raise
+        except (VideoIOError, hf_colorize.ColorizationInputError, ValueError) as err:
+            message = str(err).replace(path, name)  # name the upload, not Gradio's cache path
+            raise _fail(message if message.startswith(name) else f"{name}: {message}") from None
+        except Exception as err:
+            log.error("colorizing video %s failed:\n%s", name, traceback.format_exc())
+            raise _fail(f"{name}: unexpected error ({type(err).__name__}: {err})") from None
+        mode = f"temporal, {len(stats['cuts'])} shot(s)" if stats["temporal"] else "per frame"
+        status = (f"{stats['frames']} frames {stats['width']}x{stats['height']} at {stats['fps']:.3g} fps, {mode}, "
+                  f"audio {stats['audio']}, {stats['processing_fps']:.1f} frames/s.")
+        if stats["notes"]:
+            status += " Notes: " + "; ".join(stats["notes"])
+        return out, out, status
+
     def on_model_change(model):
         temperature, size = models.defaults(model)
         return gr.update(value=temperature), gr.update(value=size)
@@ -354,13 +390,26 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
                                 api_name="colorize_batch", concurrency_id="colorize")
 
             if video_fn is not None:
-                pass  # TODO video tab
+                with gr.Tab("Video"):
+                    with gr.Row():
+                        with gr.Column():
+                            video_in = gr.Video(sources=["upload"], label="Black-and-white video", elem_id="video-input")
+                            temporal = gr.Checkbox(True, label="Temporal smoothing (no flicker; resets at scene cuts)")
+                            run_video = gr.Button("Colorize video", variant="primary", elem_id="video-button")
+                        with gr.Column():
+                            video_out = gr.Video(label="Colorized", elem_id="video-output", interactive=False)
+                            video_file = gr.File(label="Download (mp4)", elem_id="video-file")
+                            video_status = gr.Markdown(label="Status", elem_id="video-status")
+                    gr.Markdown(f"Up to {MAX_FRAMES} frames; audio is kept. Videos use the annealed mean "
+                                "with the temperature, processing size and model above.")
+                run_video.click(colorize_video, [video_in, temporal, model, temperature, size],
+                                [video_out, video_file, video_status], api_name="colorize_video",
+                                concurrency_id="colorize")
 
         model.change(on_model_change, model, [temperature, size], api_visibility="private")
         gr.Markdown(
             "Temperature applies to *annealed mean* and *sample*. Clicking an example shows a result cached "
-            "with the default settings; press **Colorize** to rerun it with yours. "
-            "[Project](https://github.com/) · Apache-2.0"
+            "with the default settings; press **Colorize** to rerun it with yours."
         )
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
     return demo

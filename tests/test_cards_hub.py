@@ -24,8 +24,9 @@ CODE = set(REMOTE_CODE_FILES)
 BASE_FILES = {"README.md", "config.json", "preprocessor_config.json", "model.safetensors"} | CODE
 EXAMPLES = {f"examples/{n}_{kind}.jpg" for n in EXAMPLE_PHOTOS for kind in ("gray", "colorized")}
 
-# Loads a folder with trust_remote_code while `hf_colorize` cannot be imported, runs the model, the
-# processor and the pipeline on an example, and saves the predicted ab for comparison with the package.
+# Loads upload folders with trust_remote_code while `hf_colorize` cannot be imported, runs the model,
+# the processor and the pipeline on an example, and saves the predicted ab for comparison with the
+# package. (tests/test_remote_code.py covers save_pretrained folders in depth; this is the Hub upload.)
 REMOTE_CHECK = textwrap.dedent(
     """
     import importlib.abc, json, sys
@@ -48,13 +49,12 @@ REMOTE_CHECK = textwrap.dedent(
         image = Image.open(folder + "/examples/chelsea_gray.jpg")
         with torch.inference_mode():
             ab = model(pixel_values=proc(image)["pixel_values"]).ab
-        colorized = proc.post_process_colorization(ab, images=[image])[0]
-        piped = pipeline(model=folder, trust_remote_code=True)(image)
+        colorize = pipeline(model=folder, trust_remote_code=True)
+        piped = colorize(image)
         np.save(out, ab.numpy())
         report[folder] = {
-            "modules": [type(model).__module__, type(proc).__module__],
-            "pipeline_equal": bool((np.asarray(piped) == np.asarray(colorized)).all()),
-            "size": list(piped.size),
+            "modules": [type(model).__module__, type(proc).__module__, type(colorize).__module__],
+            "size": list(piped.size), "mode": piped.mode,
         }
     report["hf_colorize_imported"] = any(m.startswith("hf_colorize") for m in sys.modules)
     print(json.dumps(report))
@@ -99,9 +99,10 @@ def default_upload(default_model_dir, tmp_path_factory):
     return out
 
 
-def test_upload_folder_is_complete(tiny_upload, default_upload):
+def test_upload_folder_is_complete(tiny_upload, default_upload, default_model_dir):
     assert _files(tiny_upload) == BASE_FILES | EXAMPLES | {"eval_results.json", "eval_auc.png"}
-    assert _files(default_upload) == BASE_FILES | EXAMPLES
+    shipped_eval = {"eval_results.json", "eval_auc.png"} if (default_model_dir / "eval_results.json").is_file() else set()
+    assert _files(default_upload) == BASE_FILES | EXAMPLES | shipped_eval
     package = os.path.dirname(hf_colorize.__file__)
     for name in CODE:
         assert (default_upload / name).read_bytes() == open(os.path.join(package, name), "rb").read()
@@ -145,7 +146,7 @@ def test_folders_load_with_remote_code_without_the_package(tiny_upload, default_
     for folder, out in zip((tiny_upload, default_upload), outs):
         entry = report[str(folder)]
         assert all(m.startswith("transformers_modules") for m in entry["modules"])
-        assert entry["pipeline_equal"] and entry["size"] == [451, 300]
+        assert entry["size"] == [451, 300] and entry["mode"] == "RGB"
         # the remote code computes what the installed package computes
         model = hf_colorize.ColorizationModel.from_pretrained(folder).eval()
         processor = hf_colorize.ColorizationImageProcessor.from_pretrained(folder)
@@ -172,12 +173,18 @@ def test_card_metadata_and_eval_results_match_the_evaluation(tiny_upload, evalua
     assert str(evaluation.parent) not in text  # local paths stay private
 
 
-def test_default_card_states_imagenet_terms(default_upload):
+def test_default_card_states_imagenet_terms_and_its_shipped_metrics(default_upload, default_model_dir):
     card = ModelCard.load(default_upload / "README.md")
     assert card.data.license == "other"
     assert "non-commercial research use only" in card.text
-    assert card.data.eval_results is None  # nothing measured, nothing claimed
-    assert "No evaluation results were recorded" in card.text
+    shipped = default_model_dir / "eval_results.json"
+    if shipped.is_file():  # the trained default ships its measured metrics; the card must carry them
+        results = json.loads(shipped.read_text())["results"]["model"]
+        assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
+            k: results[k] for k in ("auc_raw", "auc_rebalanced", "psnr", "colorfulness_ratio", "hue_accuracy")}
+    else:  # nothing measured, nothing claimed
+        assert card.data.eval_results is None
+        assert "No evaluation results were recorded" in card.text
 
 
 def test_offline_mode_fails_in_one_line_and_touches_nothing(tiny_model_dir, evaluation, monkeypatch, capsys):
@@ -205,8 +212,8 @@ def _network_errors():
     }
 
 
-@pytest.mark.parametrize("kind", ["requests", "httpx", "http401"])
-def test_network_failures_fail_in_one_line_and_touch_nothing(kind, tiny_model_dir, evaluation, monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("kind,stage", [("requests", "create_repo"), ("httpx", "create_commit"), ("http401", "create_commit")])
+def test_network_failures_fail_in_one_line_and_touch_nothing(kind, stage, tiny_model_dir, evaluation, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
     error, message = _network_errors()[kind]
@@ -214,11 +221,12 @@ def test_network_failures_fail_in_one_line_and_touch_nothing(kind, tiny_model_di
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_TOKEN", token)
     monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: None)
+    monkeypatch.setattr(HfApi, "create_commit", lambda *a, **k: pytest.fail("create_commit after a failed create_repo"))
 
     def fail(*a, **k):
         raise error
 
-    monkeypatch.setattr(HfApi, "create_commit", fail)
+    monkeypatch.setattr(HfApi, stage, fail)
     before, eval_before = _tree_digest(tiny_model_dir), evaluation.read_bytes()
     rc = main(["push", "--model", str(tiny_model_dir), "--repo-id", "someone/x", "--eval-json", str(evaluation)])
     captured = capsys.readouterr()

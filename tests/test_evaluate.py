@@ -70,7 +70,7 @@ def test_cli_writes_table_json_plot_and_contact_sheet(tiny_model_dir, imagenet_f
     assert rc == 0
     table = capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    assert data["num_images"] == 6
+    assert data["num_images"] == 6 and data["split"] is None  # a plain folder has no splits
     for label, name in (("model", "model"), ("gray (ab = 0)", "gray"), ("mean colour", "mean_color")):
         row = next(line for line in table.splitlines() if line.startswith(label))
         assert f"{data['results'][name]['auc_raw']:.3f}" in row
@@ -119,3 +119,23 @@ def test_cli_errors_are_one_line(case, tiny_model_dir, gray_photo_paths, tmp_pat
     assert "Traceback" not in "\n".join(err)
     expected = {"missing_dataset": "nope", "only_gray": "no colour images", "bad_model": "cannot load model", "bad_output_dir": "does not exist"}
     assert expected[case] in err[-1]
+
+
+def test_streams_parquet_shards_by_split_and_names_a_missing_column(tiny_model_dir, photo_paths, gray_photo_paths, tmp_path, capsys):
+    from hf_colorize.data import pack_folder
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in photo_paths[:4] + gray_photo_paths[:2]:
+        (folder / p.name).symlink_to(p)
+    shards = tmp_path / "shards"
+    report = pack_folder(folder, shards, max_side=96, holdout_every=2, progress=False)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--dataset", str(shards), "--split", "test",
+                 "--size", "32", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["split"] == "test"
+    assert data["num_images"] + data["skipped"]["grayscale"] == report["written"]["test"] == 3
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--dataset", str(shards), "--image-column", "photo"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no column 'photo'" in err[-1] and sum(line.startswith("hf-colorize: error") for line in err) == 1

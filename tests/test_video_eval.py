@@ -37,10 +37,10 @@ def test_true_flow_explains_the_real_frames(clips, kind):
         if kind == "cut" and t in cut_frames(spec):
             assert not valid.any()  # nothing is shared across a cut
             continue
-        assert valid.float().mean() > 0.8
+        assert valid.float().mean() > 0.7
         warped_err = (warp(prev, grid) - cur)[0].abs()[valid].mean()
         still_err = (prev - cur)[0].abs()[valid].mean()
-        assert warped_err < 1.5, (kind, t, float(warped_err))
+        assert warped_err < 2.0, (kind, t, float(warped_err))
         if kind == "object":
             assert warped_err < 0.05  # whole-pixel motion: exact
         assert still_err > 2 * warped_err

@@ -1,0 +1,152 @@
+"""`colorize_video` / `hf-colorize video` end to end on clips cut from real photos (tiny model)."""
+
+import os
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_colorize import ColorizationModel
+from hf_colorize.video import colorize_video
+from hf_colorize.video_clips import cut_frames, gray_frame, make_clip, render_frames, true_flow
+from hf_colorize.video_eval import evaluate_frames
+from hf_colorize.video_io import VideoIOError, VideoReader
+from test_video_io import VFR_PTS, write_video
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def jittery_model(tiny_model_dir):
+    """The tiny random model made confident (logits x 400): it paints every frame differently, like the
+    flicker of a real per-frame colorizer, which is what temporal mode must remove."""
+    model = ColorizationModel.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(400.0)
+        model.classifier.bias.mul_(400.0)
+    return model
+
+
+def _write_folder(path, frames):
+    os.makedirs(path)
+    for i, rgb in enumerate(frames):
+        Image.fromarray(rgb).save(os.path.join(path, f"frame_{i:04d}.png"))
+    return str(path)
+
+
+def _frames(path):
+    with VideoReader(path) as reader:
+        return [f.rgb for f in reader]
+
+
+def test_mp4_with_audio_and_vfr(tmp_path, photo_paths, tiny_model_dir):
+    spec = make_clip("pan", [photo_paths[0]], 12, 128, 96)
+    gray = [gray_frame(f) for f in render_frames(spec)]
+    src = write_video(tmp_path / "in.mp4", gray, VFR_PTS, audio_seconds=0.8)
+    calls = []
+    stats = colorize_video(src, str(tmp_path / "out.mp4"), model=str(tiny_model_dir), size=SIZE, batch_size=5,
+                           progress=lambda done, total: calls.append((done, total)))
+    assert stats["frames"] == 12 and stats["vfr"] and stats["audio"] == "copied (aac)"
+    assert stats["temporal"] and stats["cuts"] == [0] and stats["processing_fps"] > 0
+    assert calls == [(i, 12) for i in range(1, 13)]
+    with VideoReader(str(tmp_path / "out.mp4")) as reader:
+        frames = list(reader)
+        assert reader.info.audio == "aac"
+    assert len(frames) == 12
+    np.testing.assert_allclose(np.diff([f.time for f in frames]), np.diff(VFR_PTS) / 1000, atol=1e-3)
+    # colour added, lightness kept
+    from hf_colorize.video_eval import frame_ab
+
+    out = frames[4].rgb
+    assert frame_ab(out).abs().mean() > 0.5
+    from hf_colorize.image_processing_colorization import rgb_to_l
+
+    l_in = rgb_to_l(torch.from_numpy(gray[4].copy()).permute(2, 0, 1).float() / 255)
+    l_out = rgb_to_l(torch.from_numpy(out.copy()).permute(2, 0, 1).float() / 255)
+    assert (l_in - l_out).abs().mean() < 2.0
+
+
+def test_temporal_mode_removes_flicker_and_never_bleeds_across_a_cut(tmp_path, photo_paths, jittery_model):
+    spec = make_clip("cut", [photo_paths[1], photo_paths[4]], 12, 128, 96)
+    truth = list(render_frames(spec))
+    src = _write_folder(tmp_path / "in", [gray_frame(f) for f in truth])
+    results = {}
+    for temporal in (False, True):
+        out = str(tmp_path / f"out_{temporal}")
+        stats = colorize_video(src, out, model=jittery_model, temporal=temporal, size=SIZE, batch_size=4)
+        results[temporal] = (stats, evaluate_frames(_frames(out), truth, spec), _frames(out))
+    (base_stats, base, base_frames), (temp_stats, temp, temp_frames) = results[False], results[True]
+    assert base_stats["cuts"] == [] and temp_stats["cuts"] == [0] + cut_frames(spec)
+    assert temp["warping_error"] < 0.5 * base["warping_error"], (temp, base)
+    assert temp["cdc"] < base["cdc"]
+    assert temp["auc"] > base["auc"] - 0.01
+    # the first frame of each shot is the per-frame result: no state carried in
+    for t in temp_stats["cuts"]:
+        np.testing.assert_array_equal(temp_frames[t], base_frames[t])
+    # the second shot alone gives exactly the same frames as the whole clip: no colour bled over the cut
+    cut = cut_frames(spec)[0]
+    alone = _write_folder(tmp_path / "second", [gray_frame(f) for f in truth[cut:]])
+    colorize_video(alone, str(tmp_path / "second_out"), model=jittery_model, size=SIZE, batch_size=4)
+    for a, b in zip(_frames(str(tmp_path / "second_out")), temp_frames[cut:]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_default_model_odd_size_and_gif(tmp_path, photo_paths):
+    spec = make_clip("zoom", [photo_paths[2]], 4, 65, 49)
+    frames = [f for f in render_frames(spec)]
+    src = _write_folder(tmp_path / "in", frames)
+    stats = colorize_video(src, str(tmp_path / "o.mp4"), size=SIZE)  # model=None: the embedded default
+    assert stats["frames"] == 4 and any("padded 65x49 to 66x50" in n for n in stats["notes"])
+    stats = colorize_video(src, str(tmp_path / "o.gif"), size=SIZE)
+    assert len(_frames(str(tmp_path / "o.gif"))) == 4 and stats["audio"] == "none"
+
+
+def _zero_frame_avi(path):
+    """A valid avi whose video stream has no frames."""
+    out = av.open(str(path), "w")
+    stream = out.add_stream("mpeg4", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    out.start_encoding()
+    out.close()
+    return str(path)
+
+
+def test_cli_bad_inputs_one_line_and_no_partial_output(tmp_path, photo_paths, tiny_model_dir, capsys):
+    from hf_colorize.cli import main
+
+    frames = list(render_frames(make_clip("pan", [photo_paths[0]], 3, 64, 48)))
+    good = _write_folder(tmp_path / "good", frames)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(os.urandom(5000))
+    cases = [
+        ([str(corrupt)], "not a readable video"),
+        ([str(tmp_path / "missing.mkv")], "no such file"),
+        ([_zero_frame_avi(tmp_path / "zero.avi")], "no video frames could be decoded"),
+        ([good, "--max-pixels", "1000"], "over the 0.0 MP limit"),
+        ([good, "--size", "30"], "multiple of 8"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out.mp4"
+        code = main(["video", *args, "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 1, args
+        assert err.startswith("hf-colorize video: error:") and message in err and "\n" not in err, err
+        assert not out.exists() and not [n for n in os.listdir(tmp_path) if "partial" in n]
+    out = tmp_path / "ok.mkv"
+    assert main(["video", good, "-o", str(out), "--model", str(tiny_model_dir), "--size", "32", "--no-progress"]) == 0
+    assert "3 frames 64x48" in capsys.readouterr().out
+    assert main(["video", good, "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["video", good, "-o", str(tmp_path / "x.wmv"), "--model", str(tiny_model_dir), "--no-progress"]) == 1
+    assert "unsupported output type '.wmv'" in capsys.readouterr().err
+
+
+def test_failure_midway_removes_the_partial_output(tmp_path, photo_paths, tiny_model_dir):
+    frames = list(render_frames(make_clip("pan", [photo_paths[0]], 6, 64, 48)))
+    src = _write_folder(tmp_path / "in", frames)
+    Image.fromarray(frames[0][:20]).save(tmp_path / "in" / "frame_0004.png")  # a frame of the wrong size
+    with pytest.raises(VideoIOError, match="frame_0004.png: frame is 64x20"):
+        colorize_video(src, str(tmp_path / "out.mp4"), model=str(tiny_model_dir), size=SIZE, batch_size=2)
+    assert sorted(os.listdir(tmp_path)) == ["in"]
