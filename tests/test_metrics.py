@@ -121,7 +121,7 @@ def _true_ab_of_photos(paths, size=128):
     return rgb, rgb_to_lab(rgb.float() / 255)[:, 1:]
 
 
-def test_on_real_photos_truth_scores_perfectly_and_a_warm_tint_scores_about_015(imagenet_files):
+def test_on_real_photos_truth_scores_perfectly_and_a_warm_tint_scores_low(imagenet_files):
     rgb, true_ab = _true_ab_of_photos(imagenet_files[::25])  # 40 photos of varied classes
     perfect = ColorizationMetrics()
     perfect.update(true_ab, true_ab, rgb, rgb)
@@ -133,7 +133,8 @@ def test_on_real_photos_truth_scores_perfectly_and_a_warm_tint_scores_about_015(
     gray.update(torch.zeros_like(true_ab), true_ab)
     assert gray.result()["hue_accuracy"] == 0.0
 
-    # a sepia-like constant tint (hue ~ 68 deg) is right only for warm pixels: balanced accuracy ~ 0.15
+    # a sepia-like constant tint (hue ~ 68 deg) is right only for part of the two warm sectors: balanced
+    # accuracy ~ 0.2 (0.21 over all 1,000 shared photos), below the 0.30 target for a real colorizer
     tint = HueAccuracyAccumulator()
     tint.update(torch.tensor([8.0, 20.0]).view(1, 2, 1, 1).expand_as(true_ab), true_ab)
     t = tint.result()
