@@ -47,6 +47,7 @@ def main(argv=None) -> int:
         module.add_arguments(p)
         runners[name] = module.run
     args = parser.parse_args(argv)
+    _quiet_libraries()
     if args.command is None:
         parser.print_help()
         return 2
@@ -55,6 +56,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("hf-colorize: interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries():
+    """Keep stderr to our own one-line messages: no weight-loading bars or library warnings."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _version():

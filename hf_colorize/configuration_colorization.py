@@ -74,8 +74,17 @@ class ColorizationConfig(PretrainedConfig):
         gray_chroma_threshold=2.0,
         **kwargs,
     ):
-        if len(block_channels) != 8 or len(block_depths) != 8 or len(block_dilations) != 8:
-            raise ValueError("block_channels, block_depths and block_dilations must each have 8 entries")
+        for name, value in (("block_channels", block_channels), ("block_depths", block_depths),
+                            ("block_dilations", block_dilations)):
+            if not isinstance(value, (list, tuple)) or len(value) != 8 or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+                raise ValueError(f"{name} must be a list of 8 positive integers, got {value!r}")
+        for name, value in (("width_multiplier", width_multiplier), ("decode_temperature", decode_temperature),
+                            ("rebalance_lambda", rebalance_lambda), ("prior_sigma", prior_sigma),
+                            ("soft_encode_sigma", soft_encode_sigma), ("focal_gamma", focal_gamma),
+                            ("gray_chroma_threshold", gray_chroma_threshold)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
         if not width_multiplier > 0:
             raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
         if norm_type not in NORM_TYPES:
@@ -90,7 +99,14 @@ class ColorizationConfig(PretrainedConfig):
             # installed package: the pipeline task is registered locally, and a custom_pipelines entry
             # would make transformers.pipeline() insist on trust_remote_code
             kwargs.pop("custom_pipelines", None)
-        ab_bins = eccv16_ab_bins() if ab_bins is None else [[float(a), float(b)] for a, b in ab_bins]
+        if ab_bins is None:
+            ab_bins = eccv16_ab_bins()
+        elif not isinstance(ab_bins, (list, tuple)) or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in ab_bins):
+            raise ValueError("ab_bins must be a list of [a, b] number pairs")
+        else:
+            ab_bins = [[float(a), float(b)] for a, b in ab_bins]
         if len(ab_bins) < 2:
             raise ValueError(f"ab_bins needs at least 2 bin centres, got {len(ab_bins)}")
         self.block_channels = list(block_channels)

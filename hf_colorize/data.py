@@ -19,9 +19,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from .image_processing_colorization import rgb_to_lab
+from .image_processing_colorization import DEFAULT_MAX_PIXELS, open_image, rgb_to_lab
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -87,24 +87,22 @@ def open_stream(source: str, split: str = "train", image_column: str = "image", 
     return ds
 
 
-def decode_record_image(record) -> Optional[Image.Image]:
-    """Decode a stream record's image into RGB; None if it cannot be decoded."""
+def decode_record_image(record, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[Image.Image]:
+    """Decode a stream record's image, upright (EXIF orientation applied), as RGB or L (L: grayscale,
+    for the caller to count); None if it cannot be decoded or declares more than `max_pixels`."""
     img = record.get("image")
     try:
         if isinstance(img, Image.Image):
             im = img
-        elif isinstance(img, dict) and img.get("bytes"):
-            im = Image.open(io.BytesIO(img["bytes"]))
-        elif isinstance(img, dict) and img.get("path"):
-            im = Image.open(img["path"])
+        elif isinstance(img, dict) and (img.get("bytes") or img.get("path")):
+            # the same guarded opener as inference: size checked before decoding (decompression bombs)
+            im = open_image(img.get("bytes") or img["path"], max_pixels)
         else:
             return None
-        im.load()
-        if im.mode != "RGB":
-            if im.mode in ("L", "LA", "1", "I", "I;16", "F"):
-                return im.convert("L")  # kept as L so the caller can count it as grayscale
-            im = im.convert("RGB")
-        return im
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("L", "LA", "1", "I", "I;16", "F"):
+            return im.convert("L")
+        return im.convert("RGB") if im.mode != "RGB" else im
     except Exception:  # any decoder failure means a bad sample, which we skip and count
         return None
 

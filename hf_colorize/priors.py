@@ -50,7 +50,10 @@ def save_prior(path: str, prior: torch.Tensor, ab_bins: torch.Tensor) -> None:
 
 def load_prior(path: str, ab_bins: torch.Tensor) -> torch.Tensor:
     """Load a prior saved by `save_prior`, checking it was estimated for these bins."""
-    tensors = load_file(path)
+    try:
+        tensors = load_file(path)
+    except Exception as err:  # safetensors raises its own error types; one line for the user
+        raise ValueError(f"{path}: not a readable safetensors prior ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     if "bin_prior" not in tensors:
         raise ValueError(f"{path}: not a bin prior file (no 'bin_prior' tensor)")
     bins = tensors.get("ab_bins")

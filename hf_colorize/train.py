@@ -255,7 +255,12 @@ def train(args):
         state_file = os.path.join(resume_dir, "trainer_state.json")
         if not os.path.isfile(state_file):
             raise TrainingError(f"{resume_dir}: not a complete checkpoint (no trainer_state.json)")
-        accelerator.load_state(resume_dir)
+        try:
+            accelerator.load_state(resume_dir)
+        except Exception as err:  # corrupt/foreign checkpoint: say which, keep the folder for inspection
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrainingError(f"{resume_dir}: cannot resume from this checkpoint ({msg}); "
+                                "use --resume-from another checkpoint or --no-resume") from None
         with open(state_file) as f:
             step = json.load(f)["step"]  # load_state() does not restore accelerate's own counter; ours is here
         rank_state = os.path.join(resume_dir, f"stream_state_{accelerator.process_index}.json")
