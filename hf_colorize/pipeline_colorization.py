@@ -3,12 +3,13 @@
 This file travels to the Hub as remote code: it imports only its siblings, transformers, torch and PIL.
 """
 
+import os
 from typing import Optional
 
 import torch
 from transformers import Pipeline
 
-from .image_processing_colorization import ColorizationImageProcessor
+from .image_processing_colorization import ColorizationImageProcessor, ColorizationInputError
 
 
 # `precision` option -> autocast dtype (None: plain float32)
@@ -78,7 +79,12 @@ class ImageColorizationPipeline(Pipeline):
         return preprocess, forward, postprocess
 
     def preprocess(self, image, size: Optional[int] = None):
-        l_full = self.image_processor.l_channel(image)
+        try:
+            l_full = self.image_processor.l_channel(image)
+        except ColorizationInputError as err:
+            if isinstance(image, (str, os.PathLike)):  # in a batch, say which file is bad
+                raise ColorizationInputError(f"{os.fsdecode(image)}: {err}") from None
+            raise
         pixel_values = self.image_processor.resize_l(l_full, size)[None]
         if self.dtype is not None and self.dtype.is_floating_point:
             pixel_values = pixel_values.to(self.dtype)

@@ -113,8 +113,6 @@ def test_pipeline_valid_files_in_one_batch(cases, tiny_model_dir):
     assert not [p for p in problems if p], "\n".join(p for p in problems if p)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in pipeline_colorization.py: the error does not name the file "
-                                       "(fix in docs/robustness.md, 'Known gaps')")
 def test_pipeline_errors_name_the_file(cases, tiny_model_dir):
     from transformers import pipeline
 
@@ -295,8 +293,6 @@ def test_training_stream_survives_and_counts(cases, hostile_dir):
     assert invalid - {"bomb_144mp.png"} <= set(stream.stats.skipped_keys) <= invalid
 
 
-@pytest.mark.xfail(strict=True, reason="bug in data.py: decode_record_image has no pixel limit below PIL's "
-                                       "179 MP (fix in docs/robustness.md, 'Known gaps')")
 def test_training_stream_refuses_decompression_bombs(cases, hostile_dir):
     from hf_colorize.data import ColorizationStream
 
@@ -305,8 +301,6 @@ def test_training_stream_refuses_decompression_bombs(cases, hostile_dir):
     assert stream.stats.undecodable == sum(not c.valid for c in cases)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in data.py: decode_record_image ignores EXIF orientation, so "
-                                       "portrait camera photos train sideways (fix in docs/robustness.md)")
 def test_training_stream_applies_exif_orientation(cases, hostile_dir):
     from hf_colorize.data import ColorizationStream, center_crop
 
