@@ -27,6 +27,7 @@ _EPS = 0.008856
 _KAPPA = 7.787
 
 DEFAULT_MAX_PIXELS = 100_000_000
+_BAND_ROWS = 256  # full-resolution colour conversion runs in bands of this many rows
 
 
 class ColorizationInputError(ValueError):
@@ -310,7 +311,10 @@ class ColorizationImageProcessor(BaseImageProcessor):
         """Any supported image -> its full-resolution L channel `(1, H, W)` in [0, 100]."""
         # tensors go through load_rgb too: it clamps to [0, 1] and refuses NaN, which L > 100 or NaN
         # would otherwise carry straight into the output
-        return rgb_to_l(self.load_rgb(image))
+        rgb = self.load_rgb(image)
+        # in row bands: the colour maths is per pixel, and band-sized temporaries keep a 6000x4000
+        # photo's peak memory near its own size instead of ~10 full-size float copies
+        return torch.cat([rgb_to_l(rgb[..., top:top + _BAND_ROWS, :]) for top in range(0, rgb.shape[-2], _BAND_ROWS)], dim=-2)
 
     def resize_l(self, l_full: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
         """Full-resolution L `(..., 1, H, W)` -> normalized network input `(..., 1, size, size)`."""
@@ -373,18 +377,23 @@ class ColorizationImageProcessor(BaseImageProcessor):
         l_full = l_full.reshape(1, *l_full.shape[-2:]).float()
         height, width = l_full.shape[-2:]
         ab_full = F.interpolate(ab[None].float().to(l_full.device), size=(height, width), mode="bilinear", align_corners=False)[0]
-        lab = torch.cat((l_full, ab_full), dim=0)
+        if output_type not in ("pil", "np", "pt", "lab"):
+            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'lab', got {output_type!r}")
         if output_type == "lab":
-            return lab
-        rgb = lab_to_rgb(lab)
+            return torch.cat((l_full, ab_full), dim=0)
+        # per-pixel maths in row bands (same result, band-sized temporaries; see l_channel)
+        rgb = torch.empty(3, height, width) if output_type == "pt" else None
+        arr = None if output_type == "pt" else np.empty((height, width, 3), dtype=np.uint8)
+        for top in range(0, height, _BAND_ROWS):
+            rows = slice(top, top + _BAND_ROWS)
+            band = lab_to_rgb(torch.cat((l_full[:, rows], ab_full[:, rows]), dim=0))
+            if rgb is not None:
+                rgb[:, rows] = band
+            else:
+                arr[rows] = (band * 255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         if output_type == "pt":
             return rgb
-        arr = (rgb * 255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        if output_type == "np":
-            return arr
-        if output_type != "pil":
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'lab', got {output_type!r}")
-        return Image.fromarray(arr)
+        return arr if output_type == "np" else Image.fromarray(arr)
 
 
 __all__ = [

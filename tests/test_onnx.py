@@ -10,7 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from hf_colorize import ColorizationConfig, ColorizationImageProcessor, ColorizationModel, decode_ab  # noqa: E402
-from hf_colorize.onnx_export import export_onnx, onnx_session, run_onnx  # noqa: E402
+from hf_colorize.onnx_export import onnx_session, run_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,14 @@ def small_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(small_model, tmp_path_factory):
-    model, _ = small_model
-    path = tmp_path_factory.mktemp("onnx") / "colorizer.onnx"
-    export_onnx(model, path, size=64)
-    return onnx_session(path, threads=1)
+    """Export through the command users run (it also checks onnxruntime against torch on its own)."""
+    _, model_dir = small_model
+    out = tmp_path_factory.mktemp("onnx") / "colorizer.onnx"
+    cmd = [sys.executable, "-m", "hf_colorize.cli", "export-onnx", str(model_dir), "-o", str(out), "--size", "64"]
+    ok = subprocess.run(cmd, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert out.stat().st_size > 100_000 and "onnxruntime vs torch" in ok.stdout
+    return onnx_session(out, threads=1)
 
 
 @pytest.mark.parametrize("size,batch", [(64, 1), (96, 2)])
@@ -58,13 +62,8 @@ def test_onnxruntime_parity_on_photos(small_model, exported, photo_paths, size, 
     assert (ab_038 - ab_1).abs().mean() > 0.05
 
 
-def test_export_cli(small_model, tmp_path):
-    _, model_dir = small_model
-    out = tmp_path / "m.onnx"
+def test_export_cli_bad_model(tmp_path):
     cmd = [sys.executable, "-m", "hf_colorize.cli", "export-onnx"]
-    ok = subprocess.run(cmd + [str(model_dir), "-o", str(out), "--size", "64"], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
-    assert out.stat().st_size > 100_000 and "onnxruntime vs torch" in ok.stdout
     bad = subprocess.run(cmd + [str(tmp_path / "no_model"), "-o", str(tmp_path / "x.onnx")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "cannot load model" in bad.stderr
     assert not (tmp_path / "x.onnx").exists()
