@@ -30,7 +30,7 @@ IMAGENET_TERMS = (
 )
 DEFAULT_MODEL_DATA = (
     "The default model of hf-colorize was trained on the colour photos among 1,000 ImageNet (ILSVRC) sample "
-    "photos (one per class; the grayscale ones are skipped), with a few held out for evaluation. "
+    "photos (one per class; the grayscale ones are skipped), with some held out for evaluation. "
 )
 # training_args.json keys shown in the recipe table, in this order
 RECIPE_KEYS = (
@@ -181,7 +181,7 @@ def build_model_card(
     if is_default_model is None:
         is_default_model = os.path.realpath(model_dir) == os.path.realpath(hf_colorize.DEFAULT_MODEL)
     train_source = (training or {}).get("dataset")
-    imagenet = _is_imagenet(train_source) or (is_default_model and not train_source)
+    imagenet = is_default_model or _is_imagenet(train_source)  # the default is trained on ImageNet samples
     weights = weights_summary(model_dir)
 
     data_text = DEFAULT_MODEL_DATA if is_default_model else ""
