@@ -3,6 +3,7 @@ config and weights, its training arguments and an evaluation JSON from `hf-color
 
 import json
 import os
+import sys
 from typing import Optional
 
 from .evaluate import LABELS, PREDICTORS
@@ -10,6 +11,7 @@ from .evaluate import LABELS, PREDICTORS
 TEMPLATE_DIRS = (
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards"),  # source checkout
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_cards"),  # if packaged inside hf_colorize
+    os.path.join(sys.prefix, "share", "hf-colorize", "model_cards"),  # non-editable install (pyproject data-files)
 )
 TEMPLATE_NAME = "colorization.md"
 

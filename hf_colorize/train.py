@@ -348,8 +348,11 @@ def train(args):
         if args.push_to_hub:
             if not args.hub_model_id:
                 raise TrainingError("--push-to-hub needs --hub-model-id")
-            from .hub import push_to_hub
+            from .hub import HubPushError, push_to_hub
 
-            push_to_hub(final_dir, args.hub_model_id, private=args.hub_private)
+            try:
+                push_to_hub(final_dir, args.hub_model_id, private=args.hub_private)
+            except HubPushError as err:
+                raise TrainingError(f"training finished and {final_dir} is saved, but the push failed: {err}") from None
     accelerator.end_training()
     return os.path.join(args.output_dir, "final")
