@@ -22,7 +22,7 @@ so memory does not grow with video length.
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,18 +44,22 @@ class TemporalConfig:
     motion_size: side of the square L image the motion is estimated on.
     window: matching window (pixels at `motion_size`); radius: search radius per pyramid level.
     levels: pyramid levels (each halves the resolution; the reach is radius * (2^levels - 1)).
+    palette_strength: 0 (off) .. 1: map each frame's a and b distributions onto the shot's running ones.
+    palette_memory: how slowly that running reference follows the frames (0.95: ~20 frames).
+    palette_quantiles: points of the quantile functions compared.
     """
 
-    strength: float = 0.85
+    strength: float = 0.93
     cut_threshold: float = 0.12
     bad_match_fraction: float = 0.6
-    match_tolerance: float = 4.0
+    match_tolerance: float = 8.0
     motion_size: int = 128
     window: int = 7
     radius: int = 3
     levels: int = 3
     palette_strength: float = 0.0
-    palette_memory: float = 0.9
+    palette_memory: float = 0.95
+    palette_quantiles: int = 33
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,11 +151,20 @@ class FrameInfo:
     mean_weight: float
 
 
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear map of `x` `(C, N)` through increasing knots `xp` -> `fp`, both `(C, K)` (clamped ends)."""
+    idx = torch.searchsorted(xp.contiguous(), x.contiguous()).clamp(1, xp.shape[1] - 1)
+    x0, x1 = xp.gather(1, idx - 1), xp.gather(1, idx)
+    y0, y1 = fp.gather(1, idx - 1), fp.gather(1, idx)
+    u = ((x - x0) / (x1 - x0).clamp(min=1e-6)).clamp(0.0, 1.0)
+    return y0 + u * (y1 - y0)
+
+
 @dataclass
 class TemporalSmoother:
     """Causal, motion-compensated smoothing of per-frame bin distributions within shots.
 
-    Call `step(l_net, logits)` once per frame in order; it returns the smoothed log-probabilities to decode.
+    Call `step(l_net, logits, ab_bins, ...)` once per frame, in order; it returns the frame's ab.
     """
 
     config: TemporalConfig = field(default_factory=TemporalConfig)
@@ -164,19 +177,28 @@ class TemporalSmoother:
         self._l = None  # previous (1, 1, M, M) L at motion size
         self._hist = None  # previous (1, F) L histogram
         self._probs = None  # running (1, Q, h, w) distribution
-        self._palette = None
+        self._quantiles = None  # the shot's running ab quantile functions (2, K)
         self.cuts: List[int] = []
         self.frame_index = 0
 
-    def step(self, l_net: torch.Tensor, logits: torch.Tensor) -> Tuple[torch.Tensor, FrameInfo]:
+    def step(self, l_net: torch.Tensor, logits: torch.Tensor, ab_bins: torch.Tensor, temperature: float = 0.38,
+             decode_mode: str = "annealed_mean") -> Tuple[torch.Tensor, FrameInfo]:
         """One frame.
 
         Args:
             l_net: normalized L of the network input, `(1, S, S)` (from `processor.resize_l`).
-            logits: the model's bin logits for that frame, `(Q, h, w)`.
+            logits: the model's bin logits for that frame, `(Q, h, w)`; ab_bins `(Q, 2)`.
         Returns:
-            `(log_probs (Q, h, w), FrameInfo)`; decode with `decode_ab(log_probs[None], ...)`.
+            `(ab (2, h, w), FrameInfo)`.
         """
+        from .modeling_colorization import decode_ab
+
+        probs, info = self.smooth(l_net, logits)
+        ab = decode_ab(probs.clamp(min=1e-12).log(), ab_bins, mode=decode_mode, temperature=temperature)[0]
+        return self.match_statistics(ab, info.cut), info
+
+    def smooth(self, l_net: torch.Tensor, logits: torch.Tensor) -> Tuple[torch.Tensor, FrameInfo]:
+        """Scene-cut test, motion estimation and propagation: -> smoothed probabilities `(1, Q, h, w)`."""
         cfg = self.config
         probs = torch.softmax(logits.float()[None], dim=1)  # (1, Q, h, w)
         m = cfg.motion_size
@@ -206,18 +228,29 @@ class TemporalSmoother:
                 info.mean_weight = float(weight.mean())
         if info.cut:
             self.cuts.append(self.frame_index)
-            self._palette = None
         self._l, self._hist, self._probs = l_small, hist, probs
-        if cfg.palette_strength > 0:
-            frame_palette = probs.mean((2, 3), keepdim=True)  # (1, Q, 1, 1)
-            if self._palette is None:
-                self._palette = frame_palette
-            else:
-                self._palette = cfg.palette_memory * self._palette + (1 - cfg.palette_memory) * frame_palette
-            probs = probs * (self._palette / frame_palette.clamp(min=1e-12)).clamp(1e-3, 1e3) ** cfg.palette_strength
-            probs = probs / probs.sum(1, keepdim=True)
         self.frame_index += 1
-        return probs[0].clamp(min=1e-12).log(), info
+        return probs, info
+
+    def match_statistics(self, ab: torch.Tensor, cut: bool) -> torch.Tensor:
+        """Pull the frame's a and b distributions towards the shot's running ones: `(2, h, w)` -> `(2, h, w)`.
+
+        Each channel's quantile function (K points) is compared with the shot reference, a running average of
+        the frames' quantile functions (their 1-D Wasserstein barycentre); values are mapped through the
+        frame's quantiles onto the reference's, blended by `palette_strength`. A cut restarts the reference.
+        """
+        cfg = self.config
+        if cfg.palette_strength <= 0:
+            return ab
+        flat = ab.reshape(2, -1)
+        levels = torch.linspace(0, 1, cfg.palette_quantiles, device=ab.device, dtype=ab.dtype)
+        q = torch.quantile(flat, levels, dim=1).T.contiguous()  # (2, K), increasing
+        if cut or self._quantiles is None:
+            self._quantiles = q
+            return ab
+        self._quantiles = cfg.palette_memory * self._quantiles + (1 - cfg.palette_memory) * q
+        mapped = _interp(flat, q, self._quantiles)
+        return (flat + cfg.palette_strength * (mapped - flat)).reshape_as(ab)
 
 
 __all__ = ["TemporalConfig", "TemporalSmoother", "FrameInfo", "block_match"]

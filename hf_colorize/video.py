@@ -13,6 +13,7 @@ Python API (used by the Gradio Space):
 
 import sys
 import time
+from collections import deque
 from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -31,6 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, default=None, help="annealed-mean temperature (default: the model's)")
     parser.add_argument("--strength", type=float, default=None, help="temporal smoothing strength in [0, 1)")
     parser.add_argument("--cut-threshold", type=float, default=None, help="histogram distance that counts as a scene cut")
+    parser.add_argument("--palette", type=float, default=None,
+                        help="0..1: also hold each shot's colour distribution steady (default 0: off)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of an input image folder (default 25)")
     parser.add_argument("--crf", type=int, default=18, help="x264 quality (lower = better, bigger)")
     parser.add_argument("--max-pixels", type=int, default=None, help="refuse frames larger than this many pixels (default 8K)")
@@ -97,18 +100,17 @@ class VideoColorizer:
         from .modeling_colorization import decode_ab
 
         device = self.model.device
-        l_full = [self.processor.l_channel(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0))
+        l_full = [self.processor.l_channel(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div_(255.0))
                   for rgb in batch]
         pixel_values = torch.stack([self.processor.resize_l(l, self.size) for l in l_full])
         with torch.no_grad():
             logits = self.model(pixel_values.to(device, self.model.dtype)).logits.float().cpu()
         bins, mode = self.model.ab_bins.cpu(), self.model.config.decode_mode
         for i, l_img in enumerate(l_full):
-            info = None
-            scores = logits[i]
             if self.smoother is not None:
-                scores, info = self.smoother.step(pixel_values[i], scores)
-            ab = decode_ab(scores[None], bins, mode=mode, temperature=self.temperature)[0]
+                ab, info = self.smoother.step(pixel_values[i], logits[i], bins, self.temperature, mode)
+            else:
+                ab, info = decode_ab(logits[i:i + 1], bins, mode=mode, temperature=self.temperature)[0], None
             yield self.processor.colorize_l(l_img, ab, output_type="np"), info
 
 
@@ -163,22 +165,21 @@ def colorize_video(
                              audio_template=reader.audio_stream, grid_rate=info.grid_rate, crf=crf,
                              overwrite=overwrite)
         reader.audio_sink = writer.mux_audio
-        times = []
+        first_time = last_time = 0.0
         bar = tqdm(total=info.frame_count, unit="frame", disable=not show_progress, dynamic_ncols=True)
         try:
-            frames = iter(reader)
-            pending = []  # (pts, time) of frames inside the colorizer, in order
+            pending = deque()  # (pts, time) of the frames inside the colorizer, in order
 
             def source():
-                for frame in frames:
+                for frame in reader:
                     pending.append((frame.pts, frame.time))
                     yield frame.rgb
 
             done = 0
             for rgb, _ in colorizer.colorize(source()):
-                pts, t = pending.pop(0)
+                pts, last_time = pending.popleft()
+                first_time = last_time if done == 0 else first_time
                 writer.write(rgb, pts)
-                times.append(t)
                 done += 1
                 bar.update(1)
                 if progress is not None:
@@ -198,7 +199,7 @@ def colorize_video(
         notes.append("variable frame rate input: an image folder keeps no timestamps")
     if reader.skipped:
         notes.append(f"{reader.skipped} damaged packet(s) skipped")
-    duration = times[-1] - times[0] + (1.0 / float(info.fps)) if times else 0.0
+    duration = last_time - first_time + 1.0 / float(info.fps)
     return {
         "input": str(input_path), "output": str(output_path), "frames": done, "width": info.width,
         "height": info.height, "fps": float(info.fps), "vfr": reader.vfr, "duration": duration,
@@ -228,6 +229,11 @@ def run(args) -> int:
         config.strength = args.strength
     if args.cut_threshold is not None:
         config.cut_threshold = args.cut_threshold
+    if args.palette is not None:
+        if not 0 <= args.palette <= 1:
+            print(f"hf-colorize video: error: --palette must be in [0, 1], got {args.palette}", file=sys.stderr)
+            return 2
+        config.palette_strength = args.palette
     try:
         stats = colorize_video(
             args.input, args.output, model=args.model, temporal=not args.no_temporal, batch_size=args.batch_size,

@@ -46,7 +46,7 @@ def frame_ab(rgb) -> torch.Tensor:
     from .image_processing_colorization import rgb_to_lab
 
     if isinstance(rgb, np.ndarray):
-        rgb = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+        rgb = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255.0
     return rgb_to_lab(rgb.float())[1:]
 
 

@@ -103,19 +103,20 @@ class VideoReader:
 
     # -- opening --------------------------------------------------------------------------------------
     def _open_folder(self, fps: Fraction) -> None:
-        from .image_processing_colorization import ColorizationInputError, open_image
+        from PIL import Image
 
         names = sorted((n for n in os.listdir(self.path) if n.lower().endswith(IMAGE_EXTENSIONS)), key=_natural_key)
         if not names:
             raise VideoIOError(f"{self.path}: folder has no image frames ({', '.join(IMAGE_EXTENSIONS)})")
         self._files = [os.path.join(self.path, n) for n in names]
         try:
-            first = open_image(self._files[0], self.max_pixels or None)
-        except ColorizationInputError as err:
-            raise VideoIOError(f"{self._files[0]}: {err}") from None
+            with Image.open(self._files[0]) as first:  # header only: the size check comes before decoding
+                width, height = first.size
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise VideoIOError(f"{self._files[0]}: not a readable image ({_describe(err)})") from None
         if fps <= 0:
             raise VideoIOError(f"{self.path}: frame rate must be positive, got {fps}")
-        self.info = VideoInfo(self.path, "folder", "folder", first.width, first.height, fps, 1 / fps, len(names))
+        self.info = VideoInfo(self.path, "folder", "folder", width, height, fps, 1 / fps, len(names))
 
     def _open_container(self) -> None:
         import av

@@ -37,38 +37,98 @@ def _digest(path):
 # --------------------------------------------------------------------------------------------------
 # CLI batch
 # --------------------------------------------------------------------------------------------------
-def test_killed_batch_resumes_with_skip_existing(imagenet_files, tiny_model_dir, tmp_path):
-    photos = [str(p) for p in imagenet_files[:30]]
-    out = tmp_path / "out"
-    cmd = CLI + ["colorize", *photos, "-o", str(out), "--model", str(tiny_model_dir), "--batch-size", "1"]
-    env = dict(_env(), HOME=str(tmp_path))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while proc.poll() is None and time.monotonic() < deadline:
-        if out.is_dir() and sum(f.endswith("_colorized.png") for f in os.listdir(out)) >= 3:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = {f: _digest(out / f) for f in os.listdir(out) if f.endswith("_colorized.png")}
-    assert 3 <= len(finished) < len(photos), f"the kill did not land half-way ({len(finished)} outputs)"
-    for name in finished:  # whatever carries a final name is a complete image (written, then renamed)
-        with Image.open(out / name) as im:
-            im.load()
-
-    done = subprocess.run(cmd + ["--skip-existing"], env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = done.stderr.strip().splitlines()[-1]
-    assert summary == f"hf-colorize: {len(photos) - len(finished)} colorized, {len(finished)} skipped (output exists)", summary
-    assert {f: _digest(out / f) for f in finished} == finished  # kept as they were, not redone
-    assert _temporary_files(out) == []
-    for photo in photos:  # every output is a complete PNG of its photo: full size, same lightness
+def _assert_complete_outputs(photos, out):
+    """Every photo has a complete PNG output of its full size with the same lightness."""
+    for photo in photos:
         result = out / (os.path.splitext(os.path.basename(photo))[0] + "_colorized.png")
         with Image.open(result) as im, Image.open(photo) as src:
             assert im.format == "PNG" and im.size == src.size
             l_out = rgb2lab(np.asarray(im.convert("RGB")) / 255.0)[..., 0]
             l_in = rgb2lab(np.asarray(src.convert("RGB")) / 255.0)[..., 0]
         assert np.abs(l_out - l_in).mean() < 0.5, result
+
+
+def _outputs(out):
+    return {f: _digest(out / f) for f in os.listdir(out) if f.endswith("_colorized.png")} if out.is_dir() else {}
+
+
+def test_killed_batch_resumes_with_skip_existing(imagenet_files, tiny_model_dir, tmp_path):
+    """SIGKILL at a random moment once 3 of 30 outputs exist; the rerun skips those and does the rest."""
+    photos = [str(p) for p in imagenet_files[:30]]
+    out = tmp_path / "out"
+    cmd = CLI + ["colorize", *photos, "-o", str(out), "--model", str(tiny_model_dir), "--batch-size", "1"]
+    env = dict(_env(), HOME=str(tmp_path))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline and len(_outputs(out)) < 3:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _outputs(out)
+    assert 3 <= len(finished) < len(photos), f"the kill did not land half-way ({len(finished)} outputs)"
+    for name in finished:  # whatever carries a final name is a complete image (written, then renamed)
+        with Image.open(out / name) as im:
+            im.load()
+    left_by_kill = _temporary_files(out)  # a kill during a write leaves its temporary (see the next tests)
+
+    done = subprocess.run(cmd + ["--skip-existing"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = done.stderr.strip().splitlines()[-1]
+    assert summary == f"hf-colorize: {len(photos) - len(finished)} colorized, {len(finished)} skipped (output exists)", summary
+    assert {f: _digest(out / f) for f in finished} == finished  # kept as they were, not redone
+    assert set(_temporary_files(out)) <= set(left_by_kill)  # the rerun leaves none of its own
+    _assert_complete_outputs(photos, out)
+
+
+# Makes the CLI SIGKILL itself at its N-th atomic rename: the temporary output is fully written, the
+# final name not yet given: exactly the moment a kill "during a write" can hit.
+KILL_AT_RENAME = """
+import os, signal
+_replace, _count = os.replace, [0]
+def _replace_then_die(src, dst, *args, **kwargs):
+    if str(dst).endswith("_colorized.png"):
+        _count[0] += 1
+        if _count[0] == int(os.environ["HF_COLORIZE_TEST_KILL_AT"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _replace(src, dst, *args, **kwargs)
+os.replace = _replace_then_die
+"""
+
+
+@pytest.fixture(scope="module")
+def killed_mid_write(imagenet_files, tiny_model_dir, tmp_path_factory):
+    """A 6-photo batch killed while writing its 3rd output, then rerun with --skip-existing."""
+    tmp = tmp_path_factory.mktemp("killed_mid_write")
+    (tmp / "inject").mkdir()
+    (tmp / "inject" / "sitecustomize.py").write_text(KILL_AT_RENAME)
+    photos = [str(p) for p in imagenet_files[30:36]]
+    out = tmp / "out"
+    cmd = CLI + ["colorize", *photos, "-o", str(out), "--model", str(tiny_model_dir), "--batch-size", "1"]
+    env = _env()
+    killed = subprocess.run(cmd, env=dict(env, HOME=str(tmp), HF_COLORIZE_TEST_KILL_AT="3",
+                                          PYTHONPATH=os.pathsep.join([str(tmp / "inject"), env["PYTHONPATH"]])),
+                            capture_output=True, text=True, timeout=900)
+    after_kill = (killed.returncode, _outputs(out), _temporary_files(out))
+    rerun = subprocess.run(cmd + ["--skip-existing"], env=dict(env, HOME=str(tmp)), capture_output=True, text=True,
+                           timeout=900)
+    return photos, out, after_kill, rerun
+
+
+def test_kill_during_a_write_never_leaves_a_partial_output(killed_mid_write):
+    photos, out, (code, outputs, temporaries), rerun = killed_mid_write
+    assert code == -signal.SIGKILL  # the injected kill happened, at the 3rd rename
+    assert len(outputs) == 2 and len(temporaries) == 1  # 2 done; the 3rd written only under a temporary name
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stderr.strip().splitlines()[-1] == "hf-colorize: 4 colorized, 2 skipped (output exists)"
+    assert {f: _digest(out / f) for f in outputs} == outputs
+    _assert_complete_outputs(photos, out)
+
+
+@pytest.mark.xfail(strict=True, reason="gap in cli_colorize.py: a temporary file of a killed run stays in the "
+                                       "output folder forever (fix in docs/robustness.md, 'Known gaps')")
+def test_rerun_removes_temporaries_of_a_killed_run(killed_mid_write):
+    _, out, _, _ = killed_mid_write
+    assert _temporary_files(out) == []
 
 
 # --------------------------------------------------------------------------------------------------

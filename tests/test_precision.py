@@ -81,3 +81,26 @@ def test_full_eccv16_bf16_within_budget_of_reference(imagenet_files, photo_paths
     bf16 = pipe(path, output_type="lab", precision="bf16")
     assert torch.equal(fp32[0], bf16[0])
     assert 0 < (bf16[1:] - fp32[1:]).abs().mean() < 2.0
+
+
+def test_soft_encode_matches_sklearn_nearest_neighbors(photo_paths):
+    """The grid-accelerated soft_encode finds exactly the k nearest bins (as scikit-learn's
+    NearestNeighbors, the original release's approach) with the same Gaussian weights, on real photo ab
+    and on a k-means-like irregular bin set."""
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    from hf_colorize.image_processing_colorization import load_rgb, rgb_to_lab
+
+    ab = torch.cat([rgb_to_lab(load_rgb(str(p))[None, :, :96, :96])[:, 1:] for p in photo_paths[:3]])
+    torch.manual_seed(0)
+    for bins in (torch.tensor(hf_colorize.eccv16_ab_bins(), dtype=torch.float32), torch.randn(48, 2) * 35):
+        idx, wts = soft_encode(ab, bins, neighbors=5, sigma=5.0)
+        pts = ab.permute(0, 2, 3, 1).reshape(-1, 2).double().numpy()
+        dists, inds = NearestNeighbors(n_neighbors=5).fit(bins.double().numpy()).kneighbors(pts)
+        ours = idx.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
+        assert (np.sort(ours, 1) == np.sort(inds, 1)).mean() > 0.999  # ties may swap equidistant bins
+        assert (ours[:, 0] == inds[:, 0]).mean() > 0.999
+        expected = np.exp(-(dists**2) / 50.0)
+        expected /= expected.sum(1, keepdims=True)
+        assert np.abs(np.sort(wts.permute(0, 2, 3, 1).reshape(-1, 5).numpy(), 1) - np.sort(expected, 1)).max() < 1e-4

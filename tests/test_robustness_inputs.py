@@ -227,7 +227,7 @@ def space_functions(tiny_model_dir, tmp_path_factory):
         pytest.skip("spaces_app/app.py is absent")
     from test_space import env, load_app
 
-    with env(HF_COLORIZE_MODEL=str(tiny_model_dir),
+    with env(HF_COLORIZE_MODEL=str(tiny_model_dir), HF_COLORIZE_MAX_BATCH="64",
              GRADIO_EXAMPLES_CACHE=str(tmp_path_factory.mktemp("examples_cache"))):
         app = load_app()
         demo = app.build_demo(app.ModelCache(app.model_choices()))
@@ -314,7 +314,9 @@ def test_training_stream_applies_exif_orientation(cases, hostile_dir):
 # --------------------------------------------------------------------------------------------------
 # Video (hf_colorize/video.py: `hf-colorize video INPUT -o OUTPUT`)
 # --------------------------------------------------------------------------------------------------
-def _bad_videos(folder, photo):
+def _bad_videos(folder, photo, cases):
+    """Unreadable videos: empty, random bytes, text, a stream with no frames, an mp4 cut before its
+    index, and a frame folder with a truncated frame. Returns their paths."""
     import av
 
     folder.mkdir()
@@ -335,16 +337,42 @@ def _bad_videos(folder, photo):
     data = (folder / "full.mp4").read_bytes()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: cut off
     (folder / "full.mp4").unlink()
+    frames = folder / "frames_with_a_bad_one"
+    frames.mkdir()
+    good = next(c for c in cases if c.name == "PNG named .jpg")
+    for i in range(3):
+        shutil.copyfile(good.path, frames / f"frame_{i:03d}.png")
+    shutil.copyfile(next(c for c in cases if c.name == "truncated PNG").path, frames / "frame_001.png")
     return sorted(folder.iterdir())
 
 
-def test_video_bad_files_get_one_line_errors_and_no_output(photo_paths, tmp_path, capsys):
+def test_video_bad_files_get_one_line_errors_and_no_output(cases, photo_paths, tiny_model_dir, tmp_path, capsys):
     pytest.importorskip("hf_colorize.video", reason="hf_colorize/video.py is not written yet")
     from hf_colorize.cli import main
 
-    for video in _bad_videos(tmp_path / "videos", photo_paths[0]):
+    for video in _bad_videos(tmp_path / "videos", photo_paths[0], cases):
         out = tmp_path / f"{video.stem}_out.mp4"
-        code = main(["video", str(video), "-o", str(out)])
+        code = main(["video", str(video), "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"])
         err = capsys.readouterr().err.strip()
-        assert code != 0 and one_line(err) and str(video) in err, f"{video.name}: exit {code}, {err!r}"
+        assert code == 1 and one_line(err) and str(video.name) in err, f"{video.name}: exit {code}, {err!r}"
         assert not out.exists() and leftovers(tmp_path) == [], f"{video.name}: output left behind"
+
+
+def test_video_animated_gif_is_colorized_frame_by_frame(cases, tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("hf_colorize.video", reason="hf_colorize/video.py is not written yet")
+    import av
+
+    from hf_colorize.cli import main
+
+    gif = next(c for c in cases if c.name.startswith("animated GIF"))
+    out = tmp_path / "animated.mp4"
+    assert main(["video", gif.path, "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"]) == 0
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 3 and frames[0].shape == gif.expected.shape
+    with Image.open(gif.path) as im:  # each output frame keeps its input frame's lightness (x264 costs ~1-2 L)
+        for i, frame in enumerate(frames):
+            im.seek(i)
+            l_in = rgb2lab(np.asarray(im.convert("RGB")) / 255.0)[..., 0]
+            assert np.abs(rgb2lab(frame / 255.0)[..., 0] - l_in).mean() < 3, f"frame {i}"
+    assert leftovers(tmp_path) == []

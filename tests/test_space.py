@@ -149,6 +149,7 @@ def bomb_png(path, width=100_000, height=100_000):
 # The served app
 # --------------------------------------------------------------------------------------------------
 UNCACHED_HUB_MODEL = "nobody-here/not-a-cached-model"
+MAX_FRAMES = 20
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,7 @@ def space(tmp_path_factory, tiny_model_dir):
 
     tmp = tmp_path_factory.mktemp("space")
     with served(str(tmp), HF_COLORIZE_MODEL=f"{tiny_model_dir},{UNCACHED_HUB_MODEL}",
-                HF_COLORIZE_MAX_FILE_SIZE="2mb") as (app, models, url):
+                HF_COLORIZE_MAX_FILE_SIZE="2mb", HF_COLORIZE_MAX_FRAMES=MAX_FRAMES) as (app, models, url):
         client = Client(url, verbose=False, download_files=str(tmp / "downloads"))
         yield app, models, client, url, tmp
 
@@ -307,3 +308,53 @@ def test_space_readme_metadata_is_valid():
     for key in ("title", "emoji", "colorFrom", "colorTo", "license", "short_description", "models"):
         assert data.get(key), f"README.md YAML lacks {key}"
     assert len(data["short_description"]) <= 60
+
+
+def write_gray_clip(path, photo, frames, width, height):
+    """An mp4 panning over a real photo, in gray (the package's own clip maker and writer)."""
+    from fractions import Fraction
+
+    from hf_colorize.video_clips import gray_frame, make_clip, render_frames
+    from hf_colorize.video_io import VideoWriter
+
+    writer = VideoWriter(str(path), width, height, Fraction(12), Fraction(1, 12))
+    for i, rgb in enumerate(render_frames(make_clip("pan", [str(photo)], frames, width, height))):
+        writer.write(gray_frame(rgb), i)
+    writer.close()
+    return path
+
+
+def test_video_tab_colorizes_a_clip(space, photo_paths, tmp_path):
+    app, _, client, _, _ = space
+    if app._video_function() is None:
+        pytest.skip("this install has no hf_colorize.video; the Space hides its video tab")
+    from gradio_client import handle_file
+
+    import torch
+
+    from hf_colorize.image_processing_colorization import rgb_to_lab
+    from hf_colorize.video_io import VideoReader
+
+    def frame_lab(frame):
+        return rgb_to_lab(torch.from_numpy(frame.rgb.copy()).permute(2, 0, 1).float() / 255)
+
+    clip = write_gray_clip(tmp_path / "old film.mp4", photo_paths[0], 12, 128, 96)
+    video, download, status = client.predict(handle_file(str(clip)), True, model=app.DEFAULT_LABEL,
+                                             api_name="/colorize_video")
+    assert "12 frames 128x96" in status and "temporal" in status
+    with VideoReader(str(clip)) as src_reader, VideoReader(video) as out_reader:
+        pairs = list(zip(src_reader, out_reader))
+    assert len(pairs) == 12
+    for src, out in pairs:
+        src_lab, out_lab = frame_lab(src), frame_lab(out)
+        assert out_lab.shape == src_lab.shape and mean_chroma(out_lab) > MIN_CHROMA
+        assert (out_lab[0] - src_lab[0]).abs().mean().item() < 3.0  # lightness kept (through x264)
+    assert pathlib.Path(download).name == "old_film_colorized.mp4"
+
+    bad = tmp_path / "home movie.mp4"
+    bad.write_text("not a video")
+    assert _app_error(client, handle_file(str(bad)), True, api_name="/colorize_video").startswith(
+        "home movie.mp4: ")
+    long_clip = write_gray_clip(tmp_path / "long.mp4", photo_paths[1], MAX_FRAMES + 4, 64, 48)
+    assert f"longer than the {MAX_FRAMES}-frame limit" in _app_error(
+        client, handle_file(str(long_clip)), True, size=64, api_name="/colorize_video")

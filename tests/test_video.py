@@ -10,7 +10,7 @@ from PIL import Image
 
 from hf_colorize import ColorizationModel
 from hf_colorize.video import colorize_video
-from hf_colorize.video_clips import cut_frames, gray_frame, make_clip, render_frames, true_flow
+from hf_colorize.video_clips import cut_frames, gray_frame, make_clip, render_frames
 from hf_colorize.video_eval import evaluate_frames
 from hf_colorize.video_io import VideoIOError, VideoReader
 from test_video_io import VFR_PTS, write_video

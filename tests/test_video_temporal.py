@@ -1,5 +1,7 @@
 """Temporal consistency on clips cut from real photos: motion estimation, cuts, smoothing."""
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,9 +16,10 @@ PROC = ColorizationImageProcessor(size=SIZE)
 BINS = torch.tensor(eccv16_ab_bins(), dtype=torch.float32)
 
 
-def _clip(kind, photos, n=10):
+def _clip(kind, photos, n=10, keep=None):
+    """A clip of n frames (motion per frame shrinks as n grows), rendering only the first `keep`."""
     spec = make_clip(kind, photos, n, 128, 96)
-    frames = list(render_frames(spec))
+    frames = list(itertools.islice(render_frames(spec), keep or n))
     ls = [PROC.l_channel(torch.from_numpy(gray_frame(f).copy()).permute(2, 0, 1).float() / 255) for f in frames]
     labs = [PROC.l_channel(torch.from_numpy(f.copy()).permute(2, 0, 1).float() / 255) for f in frames]
     return spec, frames, ls, labs
@@ -36,7 +39,7 @@ def _noisy_oracle_logits(frame, seed):
 
 @pytest.mark.parametrize("kind", ["pan", "zoom"])
 def test_block_match_recovers_the_true_motion(photo_paths, kind):
-    spec, frames, ls, _ = _clip(kind, [photo_paths[1]], 4)
+    spec, frames, ls, _ = _clip(kind, [photo_paths[1]], 24, keep=4)  # a few pixels per frame
     m = 128
     for t in (1, 3):
         cur = F.interpolate(PROC.resize_l(ls[t])[None], size=(m, m), mode="area")
@@ -52,7 +55,8 @@ def test_block_match_recovers_the_true_motion(photo_paths, kind):
         inner[:8], inner[-8:], inner[:, :8], inner[:, -8:] = False, False, False, False
         err = (flow - true_px)[0].norm(dim=0)[inner]
         assert true_px.abs().max() > 1.0  # the clip really moves
-        assert err.median() < 0.3 and err.mean() < 0.6, (kind, t, float(err.median()), float(err.mean()))
+        assert err.median() < 0.35 and err.mean() < 0.8, (kind, t, float(err.median()), float(err.mean()))
+        assert err.mean() < 0.25 * true_px[0].norm(dim=0)[inner].mean()  # far better than assuming no motion
         assert cost[0, 0][inner].mean() * 100 < 1.5  # L units: motion explains the frame
 
 
@@ -60,7 +64,7 @@ def _smooth(ls, logits, config=None, start=0):
     sm = TemporalSmoother(config or TemporalConfig())
     outs, infos = [], []
     for t in range(start, len(ls)):
-        out, info = sm.step(PROC.resize_l(ls[t]), logits[t])
+        out, info = sm.step(PROC.resize_l(ls[t]), logits[t], BINS)
         outs.append(out)
         infos.append(info)
     return sm, outs, infos
@@ -87,7 +91,7 @@ def test_strength_zero_is_the_per_frame_baseline(photo_paths):
     logits = [_noisy_oracle_logits(f, i) for i, f in enumerate(frames)]
     _, outs, _ = _smooth(ls, logits, TemporalConfig(strength=0.0))
     for out, lg in zip(outs, logits):
-        torch.testing.assert_close(out, torch.log_softmax(lg, 0), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out, decode_ab(lg[None], BINS)[0], atol=1e-3, rtol=1e-4)
 
 
 def _warping_error(spec, abs_lo, region=None):
@@ -110,7 +114,7 @@ def test_moving_content_keeps_its_colour(photo_paths, kind):
     logits = [_noisy_oracle_logits(f, i) for i, f in enumerate(frames)]
     _, outs, infos = _smooth(ls, logits)
     base = [decode_ab(lg[None], BINS)[0] for lg in logits]
-    smooth = [decode_ab(o[None], BINS)[0] for o in outs]
+    smooth = outs
 
     def on_object(t):  # pixels of the moving object, away from its edges
         mask = torch.zeros(96, 128, dtype=torch.bool)
@@ -127,4 +131,20 @@ def test_moving_content_keeps_its_colour(photo_paths, kind):
     err_base = torch.stack([(b - g).norm(dim=0).mean() for b, g in zip(base, truth)]).mean()
     err_smooth = torch.stack([(s - g).norm(dim=0).mean() for s, g in zip(smooth, truth)]).mean()
     assert err_smooth <= err_base * 1.05
-    assert all(0.3 < i.mean_weight <= 0.85 for i in infos[1:])
+    assert all(0.3 < i.mean_weight <= TemporalConfig().strength for i in infos[1:])
+
+
+def test_palette_matching_holds_the_shot_distribution(photo_paths):
+    """With palette matching each frame's a / b quantiles move onto the shot's running reference."""
+    _, frames, ls, _ = _clip("pan", [photo_paths[1]], 6)
+    logits = [_noisy_oracle_logits(f, i) for i, f in enumerate(frames)]
+    _, plain, _ = _smooth(ls, logits, TemporalConfig(strength=0.0))
+    sm, held, _ = _smooth(ls, logits, TemporalConfig(strength=0.0, palette_strength=1.0, palette_memory=0.9))
+    levels = torch.linspace(0, 1, 33)
+
+    def spread(seq):  # frame-to-frame change of the quantile functions
+        qs = [torch.quantile(ab.reshape(2, -1), levels, dim=1) for ab in seq]
+        return torch.stack([(a - b).abs().mean() for a, b in zip(qs[1:], qs)]).mean()
+
+    assert spread(held) < 0.5 * spread(plain)
+    torch.testing.assert_close(held[0], plain[0])  # the first frame of a shot is its own reference
