@@ -224,9 +224,10 @@ def _load(model_id: str, device: str):
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # our own bar is the only one the user sees
     try:
-        model = AutoModel.from_pretrained(model_id).to(device).eval()
+        # never run code shipped inside a model folder: the installed package provides it
+        model = AutoModel.from_pretrained(model_id, trust_remote_code=False).to(device).eval()
         try:
-            processor = AutoImageProcessor.from_pretrained(model_id)
+            processor = AutoImageProcessor.from_pretrained(model_id, trust_remote_code=False)
         except (OSError, ValueError):  # a model folder saved without its preprocessor_config.json
             processor = ColorizationImageProcessor()
     finally:

@@ -133,7 +133,8 @@ class ModelCache:
                 from transformers import pipeline
 
                 try:
-                    self._pipes[label] = pipeline(hf_colorize.TASK, model=self.choices[label], device="cpu")
+                    self._pipes[label] = pipeline(hf_colorize.TASK, model=self.choices[label], device="cpu",
+                                                     trust_remote_code=False)  # never run a model repo's code
                 except Exception as err:  # offline without a cached copy, bad id, malformed config...
                     log.exception("loading %s failed", label)
                     first = (str(err).strip().splitlines() or [type(err).__name__])[0]

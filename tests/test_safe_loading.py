@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 
 from hf_colorize import eccv16_ab_bins
+from test_train import _args, packed  # noqa: F401 - packed is a fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = sorted(glob.glob(os.path.join(ROOT, "hf_colorize", "*.py")) + glob.glob(os.path.join(ROOT, "spaces_app", "*.py")))
@@ -232,24 +233,14 @@ def test_accelerate_loads_checkpoint_pickles_with_weights_only(evil, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, imagenet_files):
-    """A 2-step training run with one checkpoint (in process; tiny width, 32 px crops)."""
-    from PIL import Image
-
+def tiny_checkpoint(packed, tmp_path_factory):  # noqa: F811 - packed: test_train's fixture
+    """A 2-step training run with one checkpoint (in process, test_train's tiny configuration)."""
     from hf_colorize.cli import main
 
-    photos = tmp_path_factory.mktemp("ckpt_photos")
-    for p in imagenet_files[:12]:
-        with Image.open(p) as im:
-            im.thumbnail((64, 64))
-            im.convert("RGB").save(photos / (p.stem + ".jpg"))
-    run = tmp_path_factory.mktemp("ckpt_run")
-
     def argv(steps, output_dir):
-        return ["train", "--dataset", str(photos), "--width", "0.125", "--crop-size", "32", "--batch-size", "2",
-                "--max-steps", str(steps), "--checkpoint-every", "2", "--warmup-steps", "1", "--prior-images", "4",
-                "--shuffle-buffer", "4", "--report-to", "none", "--no-progress", "--output-dir", str(output_dir)]
+        return _args(packed, output_dir, steps=steps, every=2, extra=("--report-to", "none"))
 
+    run = tmp_path_factory.mktemp("ckpt_run")
     assert main(argv(2, run)) == 0
     return argv, run
 
@@ -396,9 +387,6 @@ def test_config_without_model_type_never_waits_for_a_prompt(tiny_model_dir, phot
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="gap in cli_colorize._load and spaces_app ModelCache.get: trust_remote_code is "
-                                       "left unset, so transformers asks whether to run the folder's code "
-                                       "(fix in docs/robustness.md, 'Known gaps')")
 def test_a_model_folders_code_is_never_offered_to_run(tiny_model_dir, photo_paths, tmp_path, monkeypatch, capsys):
     """Answering "y" to transformers' prompt would run the .py files shipped in a downloaded model folder;
     the CLI and the Space must refuse such a folder without asking."""
