@@ -315,17 +315,28 @@ def test_training_stream_applies_exif_orientation(cases, hostile_dir):
 # Video (hf_colorize/video.py: `hf-colorize video INPUT -o OUTPUT`)
 # --------------------------------------------------------------------------------------------------
 def _bad_videos(folder, photo, cases):
-    """Unreadable videos: empty, random bytes, text, a stream with no frames, an mp4 cut before its
-    index, and a frame folder with a truncated frame. Returns their paths."""
+    """Unreadable videos: empty, random bytes, text, a video track with no frames, audio only, an mp4 cut
+    before its index, and a frame folder with a truncated frame. Returns their paths."""
     import av
 
     folder.mkdir()
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "garbage.mp4").write_bytes(os.urandom(4096))
     (folder / "text.avi").write_text("not a video\n" * 50)
-    with av.open(str(folder / "zero_frames.mp4"), "w") as container:  # a video stream that has no frames
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height = 64, 48
+    silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+    silence.sample_rate = 16000
+    for name, video in (("zero_frames.mkv", True), ("audio_only.mp4", False)):
+        with av.open(str(folder / name), "w") as container:  # mkv keeps a video track that has no frames
+            if video:
+                stream = container.add_stream("mpeg4", rate=10)
+                stream.width, stream.height = 64, 48
+            audio = container.add_stream("aac", rate=16000)
+            for i in range(5):
+                silence.pts = i * 1024
+                for packet in audio.encode(silence):
+                    container.mux(packet)
+            for packet in audio.encode(None):
+                container.mux(packet)
     with Image.open(photo) as im:
         frame = im.convert("RGB").resize((64, 48))
     with av.open(str(folder / "full.mp4"), "w") as container:
@@ -343,7 +354,9 @@ def _bad_videos(folder, photo, cases):
     for i in range(3):
         shutil.copyfile(good.path, frames / f"frame_{i:03d}.png")
     shutil.copyfile(next(c for c in cases if c.name == "truncated PNG").path, frames / "frame_001.png")
-    return sorted(folder.iterdir())
+    videos = sorted(folder.iterdir())
+    assert len(videos) == 7
+    return videos
 
 
 def test_video_bad_files_get_one_line_errors_and_no_output(cases, photo_paths, tiny_model_dir, tmp_path, capsys):
