@@ -184,12 +184,36 @@ def assign_outputs(jobs: List[Job], output: Optional[str]) -> None:
 # --------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Delete `.<name>.<pid>.*.part` temporaries of `path` left by killed runs (a SIGKILLed process
+    cannot clean up); those of live processes (a concurrent run) are left alone."""
+    folder, name = os.path.split(path)
+    for entry in glob.glob(os.path.join(glob.escape(folder or "."), f".{glob.escape(name)}.*.part")):
+        pid = os.path.basename(entry)[len(name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(entry)
+            except OSError:
+                pass
+
+
 def save_atomic(image, path: str) -> None:
     """Write a PIL image to a temporary file beside `path`, then rename it into place."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fmt = _save_format(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
             image.save(fh, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))

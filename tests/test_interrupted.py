@@ -124,8 +124,6 @@ def test_kill_during_a_write_never_leaves_a_partial_output(killed_mid_write):
     _assert_complete_outputs(photos, out)
 
 
-@pytest.mark.xfail(strict=True, reason="gap in cli_colorize.py: a temporary file of a killed run stays in the "
-                                       "output folder forever (fix in docs/robustness.md, 'Known gaps')")
 def test_rerun_removes_temporaries_of_a_killed_run(killed_mid_write):
     _, out, _, _ = killed_mid_write
     assert _temporary_files(out) == []
