@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PHOTOS = os.path.join(os.path.dirname(ROOT), "shared", "data", "imagenet-samples")
-MODES = ("baseline", "temporal", "temporal+palette")
+MODES = ("baseline", "temporal", "temporal, palette {}")
 CLIPS = {  # kind -> source photos (real ImageNet samples)
     "pan": ["n09332890_lakeside.JPEG"],
     "zoom": ["n03042490_cliff_dwelling.JPEG"],
@@ -72,9 +72,12 @@ def run_clip(kind, model, args, work):
     truth = list(render_frames(spec))
     src = _write_pngs(os.path.join(work, f"{kind}_in"), [gray_frame(f) for f in truth])
     rows = {}
-    for mode in MODES if args.palette > 0 else MODES[:2]:
-        out = os.path.join(work, f"{kind}_{mode}")
-        config = TemporalConfig(palette_strength=args.palette if mode == "temporal+palette" else 0.0)
+    modes = list(MODES[:2]) + ([MODES[2].format(args.palette)] if args.palette is not None else [])
+    for mode in modes:
+        out = os.path.join(work, f"{kind}_{len(rows)}")
+        config = TemporalConfig()
+        if mode not in MODES[:2]:
+            config.palette_strength = args.palette
         stats = colorize_video(src, out, model=model, temporal=mode != "baseline", batch_size=args.batch_size,
                                size=args.size, temporal_config=config)
         metrics = evaluate_frames(_read_pngs(out), truth, spec)
@@ -85,7 +88,7 @@ def run_clip(kind, model, args, work):
         alone_in = _write_pngs(os.path.join(work, "cut_second_in"), [gray_frame(f) for f in truth[cut:]])
         alone_out = os.path.join(work, "cut_second_out")
         colorize_video(alone_in, alone_out, model=model, temporal=True, batch_size=args.batch_size, size=args.size)
-        full = _read_pngs(os.path.join(work, "cut_temporal"))[cut:]
+        full = _read_pngs(os.path.join(work, "cut_1"))[cut:]  # the temporal-mode output
         bleed = max(float(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(_read_pngs(alone_out), full))
         rows["temporal"]["bleed_max_diff"] = bleed
         rows["temporal"]["true_cuts"] = [0] + cut_frames(spec)
@@ -101,7 +104,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=None, help="network input side (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--clips", default=",".join(CLIPS), help="comma-separated subset of " + ",".join(CLIPS))
-    parser.add_argument("--palette", type=float, default=0.0, help="> 0: also run temporal mode with --palette")
+    parser.add_argument("--palette", type=float, default=None, help="also run temporal mode with this palette strength")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     import torch

@@ -44,7 +44,7 @@ class TemporalConfig:
     motion_size: side of the square L image the motion is estimated on.
     window: matching window (pixels at `motion_size`); radius: search radius per pyramid level.
     levels: pyramid levels (each halves the resolution; the reach is radius * (2^levels - 1)).
-    palette_strength: 0 (off) .. 1: map each frame's a and b distributions onto the shot's running ones.
+    palette_strength: 0 (off) .. 1: pull each frame's a and b distributions towards the shot's running ones.
     palette_memory: how slowly that running reference follows the frames (0.95: ~20 frames).
     palette_quantiles: points of the quantile functions compared.
     """
@@ -57,7 +57,7 @@ class TemporalConfig:
     window: int = 7
     radius: int = 3
     levels: int = 3
-    palette_strength: float = 0.0
+    palette_strength: float = 0.5
     palette_memory: float = 0.95
     palette_quantiles: int = 33
 
