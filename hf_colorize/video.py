@@ -33,7 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strength", type=float, default=None, help="temporal smoothing strength in [0, 1)")
     parser.add_argument("--cut-threshold", type=float, default=None, help="histogram distance that counts as a scene cut")
     parser.add_argument("--palette", type=float, default=None,
-                        help="0..1: how firmly each shot's colour distribution is held (default 0.5; 0: off)")
+                        help="0..1: how firmly each shot's colour distribution is held (default 0.6; 0: off)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of an input image folder (default 25)")
     parser.add_argument("--crf", type=int, default=18, help="x264 quality (lower = better, bigger)")
     parser.add_argument("--max-pixels", type=int, default=None, help="refuse frames larger than this many pixels (default 8K)")
