@@ -4,7 +4,6 @@ Set HF_COLORIZE_SPACE_SCREENSHOT=docs/images/space_screenshot.png to refresh the
 """
 
 import os
-import pathlib
 
 import pytest
 
