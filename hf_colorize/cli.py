@@ -1,7 +1,7 @@
 """`hf-colorize` command line: a thin dispatcher over one module per command.
 
 Each command module defines `add_arguments(parser)` and `run(args) -> int` and keeps heavy imports
-inside `run`, so `hf-colorize --help` stays fast.
+inside `run`; only the chosen command's module is imported.
 """
 
 import argparse
@@ -24,35 +24,40 @@ COMMANDS = {
 }
 
 
-def _load(name):
-    module, _ = COMMANDS[name]
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name == module:
-            return None  # command not available in this build
-        raise
+# the optional extra a command's module needs, for the one-line error when it is not installed
+EXTRAS = {"train": "train", "pack": "train", "estimate-prior": "train", "fit-palette": "train", "evaluate": "train",
+          "push": "hub", "video": "video", "video-eval": "video", "export-onnx": "onnx"}
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="hf-colorize", description="Automatic colorization of black-and-white photos and films.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    runners = {}
-    for name, (_, help_text) in COMMANDS.items():
-        module = _load(name)
-        if module is None:
-            continue
+    # only the chosen command's module is imported: `--help` stays fast, and a missing optional
+    # dependency of one command (say, PyAV for video) cannot break the others
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    runner = None
+    for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if name != chosen:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            extra = EXTRAS.get(name)
+            hint = f" (pip install 'hf-colorize[{extra}]')" if extra else ""
+            print(f"hf-colorize {name}: error: missing dependency {err.name or err}{hint}", file=sys.stderr)
+            return 1
         module.add_arguments(p)
-        runners[name] = module.run
+        runner = module.run
     args = parser.parse_args(argv)
     _quiet_libraries()
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        return int(runners[args.command](args) or 0)
+        return int(runner(args) or 0)
     except KeyboardInterrupt:
         print("hf-colorize: interrupted", file=sys.stderr)
         return 130

@@ -34,6 +34,7 @@ class Job:
     source: str  # the input path as found (user's spelling, or joined from a folder/glob)
     output: Optional[str] = None
     error: Optional[str] = None  # set when the input is already known to be bad
+    subfolder: str = ""  # where it sits below the folder argument it came from (kept under -o DIR)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,11 +111,12 @@ def expand_inputs(inputs: List[str], recursive: bool = False) -> List[Job]:
     pattern that matches nothing becomes a job carrying its error."""
     jobs, seen = [], set()
 
-    def add(path, error=None):
+    def add(path, error=None, top=None):
         key = os.path.realpath(path)
         if key not in seen:
             seen.add(key)
-            jobs.append(Job(path, error=error))
+            sub = os.path.dirname(os.path.relpath(path, top)) if top is not None else ""
+            jobs.append(Job(path, error=error, subfolder=sub))
 
     for arg in inputs:
         if os.path.isdir(arg):
@@ -122,7 +124,7 @@ def expand_inputs(inputs: List[str], recursive: bool = False) -> List[Job]:
             if not files:
                 add(arg, "folder holds no images")
             for f in files:
-                add(f)
+                add(f, top=arg)
         elif os.path.lexists(arg) or not glob.has_magic(arg):
             add(arg)  # an existing file, or a missing one that open_image reports
         else:
@@ -168,7 +170,8 @@ def assign_outputs(jobs: List[Job], output: Optional[str]) -> None:
             job.output = output
         else:
             stem = os.path.splitext(os.path.basename(job.source))[0]
-            folder = output if output is not None else os.path.dirname(job.source)
+            # -o DIR mirrors the subfolders of a --recursive folder input, so same-named files don't collide
+            folder = os.path.join(output, job.subfolder) if output is not None else os.path.dirname(job.source)
             job.output = os.path.join(folder, stem + SUFFIX + ".png")
         key = os.path.realpath(job.output)
         if key in inputs:
@@ -313,8 +316,7 @@ def run(args) -> int:
             batch = []  # (job, full-resolution L (1, H, W), network input (1, S, S))
             for job in todo[start:start + args.batch_size]:
                 try:
-                    l_full = processor.l_channel(job.source)
-                    batch.append((job, l_full, processor.resize_l(l_full, args.size)))
+                    batch.append((job, *processor.prepare(job.source, args.size)))
                 except Exception as err:  # noqa: BLE001 - ColorizationInputError or anything PIL raised
                     report(job, _cause(err))
             if not batch:

@@ -277,9 +277,11 @@ class ColorizationImageProcessor(BaseImageProcessor):
     r"""
     Prepares images for [`ColorizationModel`] and turns its predictions into RGB images.
 
-    `preprocess` converts each image (path, PIL of any mode, numpy or torch) to CIE Lab and resizes its L
-    channel to `size` x `size` (bicubic, antialiased), normalized as `(L - l_cent) / l_norm`:
-    `pixel_values` `(B, 1, size, size)`. `post_process_colorization` upsamples the predicted ab
+    `preprocess` resizes each image (path, PIL of any mode, numpy or torch) to `size` x `size` as 8-bit RGB
+    with PIL's bicubic filter and takes the L channel of that, normalized as `(L - l_cent) / l_norm`:
+    `pixel_values` `(B, 1, size, size)`. This is exactly the original release's `preprocess_img`, so
+    converted ECCV16 weights see the same input they were trained on (resizing L instead moves the
+    output by ~1 ab unit on average). `post_process_colorization` upsamples the predicted ab
     `(B, 2, h, w)` to each image's original size, joins it with the original full-resolution L and
     returns RGB images whose L equals the input's.
 
@@ -316,11 +318,37 @@ class ColorizationImageProcessor(BaseImageProcessor):
         # photo's peak memory near its own size instead of ~10 full-size float copies
         return torch.cat([rgb_to_l(rgb[..., top:top + _BAND_ROWS, :]) for top in range(0, rgb.shape[-2], _BAND_ROWS)], dim=-2)
 
-    def resize_l(self, l_full: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
-        """Full-resolution L `(..., 1, H, W)` -> normalized network input `(..., 1, size, size)`."""
+    def prepare(self, image, size: Optional[int] = None):
+        """Any supported image -> `(l_full, pixel_values)`: its full-resolution L `(1, H, W)` (for the
+        output) and the normalized network input `(1, size, size)` (see `network_input`)."""
+        rgb = self.load_rgb(image)
+        l_full = torch.cat([rgb_to_l(rgb[..., top:top + _BAND_ROWS, :]) for top in range(0, rgb.shape[-2], _BAND_ROWS)], dim=-2)
+        return l_full, self.network_input(rgb, size)
+
+    def network_input(self, rgb: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
+        """RGB `(3, H, W)` in [0, 1] -> normalized L `(1, size, size)` of the image resized as 8-bit RGB
+        with PIL bicubic (as the original release's `preprocess_img` does; sources of more than 8 bits
+        lose only the network input's low bits, the output keeps the full-resolution L)."""
+        size = self._check_size(size)
+        u8 = np.empty((rgb.shape[-2], rgb.shape[-1], 3), dtype=np.uint8)
+        for top in range(0, rgb.shape[-2], _BAND_ROWS):  # bands: no full-size float temporary
+            band = rgb[:, top:top + _BAND_ROWS].float().mul(255.0).round_().clamp_(0, 255)
+            u8[top:top + _BAND_ROWS] = band.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        small = np.asarray(Image.fromarray(u8).resize((size, size), Image.BICUBIC))
+        x = rgb_to_l(torch.from_numpy(small.copy()).permute(2, 0, 1).float().div_(255.0))
+        return ((x - self.l_cent) / self.l_norm).to(rgb.device)
+
+    def _check_size(self, size: Optional[int]) -> int:
         size = int(size or self.size)
         if size < 8 or size % 8:
             raise ValueError(f"size must be a positive multiple of 8, got {size}")
+        return size
+
+    def resize_l(self, l_full: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
+        """Full-resolution L `(..., 1, H, W)` -> normalized network input `(..., 1, size, size)` by resizing L
+        itself (bicubic, antialiased): for callers that only have L, e.g. video frames already in Lab.
+        `network_input` (what `preprocess` uses) matches the original release more closely."""
+        size = self._check_size(size)
         shape = l_full.shape
         x = l_full.reshape(-1, 1, *shape[-2:]).float()
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False,
@@ -337,9 +365,9 @@ class ColorizationImageProcessor(BaseImageProcessor):
             raise ValueError("no images given")
         pixel_values, sizes = [], []
         for image in images:
-            l_full = self.l_channel(image)
+            l_full, x = self.prepare(image, size)
             sizes.append(tuple(l_full.shape[-2:]))
-            pixel_values.append(self.resize_l(l_full, size))
+            pixel_values.append(x)
         return BatchFeature(data={"pixel_values": torch.stack(pixel_values), "original_sizes": sizes})
 
     def post_process_colorization(

@@ -80,12 +80,12 @@ class ImageColorizationPipeline(Pipeline):
 
     def preprocess(self, image, size: Optional[int] = None):
         try:
-            l_full = self.image_processor.l_channel(image)
+            l_full, pixel_values = self.image_processor.prepare(image, size)
         except ColorizationInputError as err:
             if isinstance(image, (str, os.PathLike)):  # in a batch, say which file is bad
                 raise ColorizationInputError(f"{os.fsdecode(image)}: {err}") from None
             raise
-        pixel_values = self.image_processor.resize_l(l_full, size)[None]
+        pixel_values = pixel_values[None]
         if self.dtype is not None and self.dtype.is_floating_point:
             pixel_values = pixel_values.to(self.dtype)
         return {"pixel_values": pixel_values, "original_l": _Passthrough(l_full)}

@@ -100,9 +100,10 @@ class VideoColorizer:
         from .modeling_colorization import decode_ab
 
         device = self.model.device
-        l_full = [self.processor.l_channel(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div_(255.0))
-                  for rgb in batch]
-        pixel_values = torch.stack([self.processor.resize_l(l, self.size) for l in l_full])
+        prepared = [self.processor.prepare(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div_(255.0), self.size)
+                    for rgb in batch]
+        l_full = [p[0] for p in prepared]
+        pixel_values = torch.stack([p[1] for p in prepared])
         with torch.no_grad():
             logits = self.model(pixel_values.to(device, self.model.dtype)).logits.float().cpu()
         bins, mode = self.model.ab_bins.cpu(), self.model.config.decode_mode

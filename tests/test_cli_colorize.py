@@ -120,6 +120,35 @@ def test_folder_input_recursive_and_reruns(photos, tiny_model_dir, tmp_path, cap
     assert code == 0, err
     assert not list(folder.glob("*_colorized_colorized.png"))
     _assert_colorized(nested, sub / "nested_colorized.png")
+    # -o DIR keeps the subfolders, so two files of the same name in different folders both come out
+    with Image.open(photos[1]) as im:
+        im.save(sub / "photo 0.jpg")
+    code, _, err = _run([folder, "-o", tmp_path / "mirror", "--model", tiny_model_dir, "--recursive"], capsys)
+    assert code == 0, err
+    _assert_colorized(photos[0], tmp_path / "mirror" / "photo 0_colorized.png")
+    _assert_colorized(sub / "photo 0.jpg", tmp_path / "mirror" / "sub" / "photo 0_colorized.png")
+    _assert_colorized(nested, tmp_path / "mirror" / "sub" / "nested_colorized.png")
+
+
+def test_only_the_chosen_command_is_imported(tmp_path, monkeypatch, capsys):
+    """A command whose module needs a missing package fails with one line; the others are unaffected
+    (and `--help` of one command does not import the others)."""
+    from hf_colorize import cli
+
+    (tmp_path / "needs_missing.py").write_text("import hf_colorize_not_installed_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "broken", ("needs_missing", "a command with a missing dependency"))
+    assert main(["broken", "x"]) == 1
+    assert capsys.readouterr().err.strip() == "hf-colorize broken: error: missing dependency hf_colorize_not_installed_xyz"
+    with pytest.raises(SystemExit) as exc:
+        main(["pack", "--help"])
+    assert exc.value.code == 0
+    assert "--holdout-every" in capsys.readouterr().out
+    probe = ("import sys; from hf_colorize.cli import main\n"
+             "try:\n    main(['colorize', '--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('hf_colorize.video', 'hf_colorize.train', 'hf_colorize.evaluate', 'av') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_quoted_glob_is_expanded(photos, tiny_model_dir, tmp_path, capsys):

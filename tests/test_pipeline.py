@@ -101,11 +101,12 @@ def test_pipeline_ab_is_the_models_decode_upsampled(colorize, photos, tiny_model
 def test_size_option_and_odd_shapes(colorize, photos):
     image = photos[0]
     processor, model = colorize.image_processor, colorize.model
-    l_full = processor.l_channel(image)
-    for size in (32, 64):  # the network sees the L channel at `size` (default: the processor's 64)
+    for size in (32, 64):  # the network sees the photo at `size` (default: the processor's 64)
         got = colorize(image, size=size, output_type="lab") if size != 64 else colorize(image, output_type="lab")
+        l_full, pixel_values = processor.prepare(image, size)
+        assert pixel_values.shape == (1, size, size)
         with torch.no_grad():
-            ab = model(pixel_values=processor.resize_l(l_full, size)[None]).ab
+            ab = model(pixel_values=pixel_values[None]).ab
         assert ab.shape[-1] == size // 4
         torch.testing.assert_close(got, processor.colorize_l(l_full, ab[0], "lab"), atol=1e-4, rtol=0)
         assert got.shape == (3, image.height, image.width)
