@@ -270,6 +270,13 @@ def load_rgb(image, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> torch.Ten
     raise ColorizationInputError(f"unsupported image type {type(image).__name__}")
 
 
+def _banded_l(rgb: torch.Tensor) -> torch.Tensor:
+    """`rgb_to_l` of a full-resolution `(3, H, W)` image in row bands: the colour maths is per pixel, and
+    band-sized temporaries keep a 6000x4000 photo's peak memory near its own size instead of ~10
+    full-size float copies."""
+    return torch.cat([rgb_to_l(rgb[..., top:top + _BAND_ROWS, :]) for top in range(0, rgb.shape[-2], _BAND_ROWS)], dim=-2)
+
+
 # --------------------------------------------------------------------------------------------------
 # The processor
 # --------------------------------------------------------------------------------------------------
@@ -313,17 +320,13 @@ class ColorizationImageProcessor(BaseImageProcessor):
         """Any supported image -> its full-resolution L channel `(1, H, W)` in [0, 100]."""
         # tensors go through load_rgb too: it clamps to [0, 1] and refuses NaN, which L > 100 or NaN
         # would otherwise carry straight into the output
-        rgb = self.load_rgb(image)
-        # in row bands: the colour maths is per pixel, and band-sized temporaries keep a 6000x4000
-        # photo's peak memory near its own size instead of ~10 full-size float copies
-        return torch.cat([rgb_to_l(rgb[..., top:top + _BAND_ROWS, :]) for top in range(0, rgb.shape[-2], _BAND_ROWS)], dim=-2)
+        return _banded_l(self.load_rgb(image))
 
     def prepare(self, image, size: Optional[int] = None):
         """Any supported image -> `(l_full, pixel_values)`: its full-resolution L `(1, H, W)` (for the
         output) and the normalized network input `(1, size, size)` (see `network_input`)."""
         rgb = self.load_rgb(image)
-        l_full = torch.cat([rgb_to_l(rgb[..., top:top + _BAND_ROWS, :]) for top in range(0, rgb.shape[-2], _BAND_ROWS)], dim=-2)
-        return l_full, self.network_input(rgb, size)
+        return _banded_l(rgb), self.network_input(rgb, size)
 
     def network_input(self, rgb: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
         """RGB `(3, H, W)` in [0, 1] -> normalized L `(1, size, size)` of the image resized as 8-bit RGB
@@ -409,7 +412,7 @@ class ColorizationImageProcessor(BaseImageProcessor):
             raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'lab', got {output_type!r}")
         if output_type == "lab":
             return torch.cat((l_full, ab_full), dim=0)
-        # per-pixel maths in row bands (same result, band-sized temporaries; see l_channel)
+        # per-pixel maths in row bands (same result, band-sized temporaries; see _banded_l)
         rgb = torch.empty(3, height, width) if output_type == "pt" else None
         arr = None if output_type == "pt" else np.empty((height, width, 3), dtype=np.uint8)
         for top in range(0, height, _BAND_ROWS):

@@ -195,7 +195,7 @@ class TemporalSmoother:
         """One frame.
 
         Args:
-            l_net: normalized L of the network input, `(1, S, S)` (from `processor.resize_l`).
+            l_net: normalized L of the network input, `(1, S, S)` (from `processor.prepare`).
             logits: the model's bin logits for that frame, `(Q, h, w)`; ab_bins `(Q, 2)`.
         Returns:
             `(ab (2, h, w), FrameInfo)`.
