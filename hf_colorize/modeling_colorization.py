@@ -292,9 +292,14 @@ class ColorizationPreTrainedModel(PreTrainedModel):
             else:
                 config.custom_pipelines = previous
         if kwargs.get("is_main_process", True):
-            here = os.path.dirname(os.path.abspath(__file__))
-            for name in ("pipeline_colorization.py", "image_processing_colorization.py"):
-                shutil.copyfile(os.path.join(here, name), os.path.join(save_directory, name))
+            # Relative imports, not os.path.dirname(__file__): transformers copies a remote-code module's
+            # relative imports into its cache, so a model loaded with trust_remote_code alone (no
+            # pipeline or processor loaded) still has these files to save again.
+            from .image_processing_colorization import __file__ as processing_file
+            from .pipeline_colorization import __file__ as pipeline_file
+
+            for source in (pipeline_file, processing_file):
+                shutil.copyfile(source, os.path.join(save_directory, os.path.basename(source)))
         return out
 
     def _init_weights(self, module):

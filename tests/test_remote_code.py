@@ -42,6 +42,8 @@ CHILD = textwrap.dedent(
 
     folder, photo, out = sys.argv[1], sys.argv[2], sys.argv[3]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    # saved before anything else is loaded: the fine-tune-and-save path of a remote-code user
+    model.save_pretrained(f"{out}/resaved")
     processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
     colorize = pipeline(model=folder, trust_remote_code=True)
     for obj in (model, processor, colorize):
@@ -121,6 +123,8 @@ def test_remote_code_matches_installed_package(tiny_model_dir, photo, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ok ImageColorizationPipeline" in proc.stdout
+    for name in REMOTE_FILES:
+        assert (out / "resaved" / f"{name}.py").read_text() == (tiny_model_dir / f"{name}.py").read_text(), name
     ours = _installed_outputs(tiny_model_dir, photo)
     for name, expected in ours.items():
         remote = np.load(out / f"{name}.npy")
