@@ -216,7 +216,10 @@ def build_model_card(
         ev["eval_description"] = (
             f"Measured by `hf-colorize evaluate` on {evaluation['num_images']} held-out colour photos of `{dataset}`"
             + (f" (split `{split}`)" if split else "")
-            + f", {proto.get('size', '?')}x{proto.get('size', '?')} centre crops, decoding {proto.get('decode_mode', '?')}"
+            + f", {proto.get('size', '?')}x{proto.get('size', '?')} centre crops"
+            + (f" (network input {proto['network_size']}x{proto['network_size']})"
+               if proto.get("network_size") not in (None, proto.get("size")) else "")
+            + f", decoding {proto.get('decode_mode', '?')}"
             f" T = {proto.get('temperature', '?')}; {skipped.get('grayscale', 0)} grayscale photos skipped."
         )
         ev["eval_table"] = eval_table(evaluation)

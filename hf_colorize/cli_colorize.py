@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"decoding of the bin distribution: {', '.join(DECODE_MODES)} (default: the model's)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for --decode sample")
     parser.add_argument("--size", type=_network_size, metavar="N",
-                        help="network input side, a multiple of 8 (default: the processor's, 256)")
+                        help="network input side, a multiple of 8 (default: the model's image processor size)")
     parser.add_argument("--batch-size", type=_positive_int, default=4, metavar="B", help="images per forward pass (default 4)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
     parser.add_argument("--recursive", action="store_true", help="also take images from subfolders of folder inputs")

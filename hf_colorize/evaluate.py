@@ -1,7 +1,8 @@
 """`hf-colorize evaluate`: score a colorizer and two baselines on held-out colour photos.
 
-Protocol: each colour photo is centre-cropped to `size` x `size` and quantized to 8-bit RGB (the ground
-truth); the model sees its L channel; its output is rendered exactly as the pipeline renders it (ab
+Protocol: each colour photo is centre-cropped to `size` x `size` (default 256) and quantized to 8-bit
+RGB (the ground truth); the model sees its L channel at the model's own input size (resized as the
+pipeline resizes a photo when the two differ); its output is rendered exactly as the pipeline renders it (ab
 upsampled, joined with the L, gamut-mapped, 8-bit) and scored from that RGB image. Baselines: gray
 (ab = 0) and one constant colour, the mean ab of the whole evaluation set (a second pass over a
 temporary cache of the crops, so the mean is known before it is scored). Grayscale and undecodable
@@ -19,6 +20,7 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
+DEFAULT_CROP = 256  # the protocol's crop side, fixed so models with different input sizes compare
 PREDICTORS = ("model", "gray", "mean_color")
 LABELS = {"model": "model", "gray": "gray (ab = 0)", "mean_color": "mean colour"}
 MAX_WARNINGS = 20
@@ -168,6 +170,7 @@ def evaluate_model(
     image_column: str = "image",
     limit: Optional[int] = None,
     size: Optional[int] = None,
+    network_size: Optional[int] = None,
     temperature: Optional[float] = None,
     decode_mode: Optional[str] = None,
     batch_size: int = 8,
@@ -181,8 +184,8 @@ def evaluate_model(
 
     model_or_path: a `ColorizationModel`, a folder or Hub id, or None for the embedded default.
     images: a source string (folder, parquet shards, Hub dataset id) or an iterable (e.g. a list of file
-    paths, PIL images or arrays). `limit` caps the number of scored colour photos. `size`: crop side and
-    network input (default the image processor's). `contact_sheet`: write a PNG of input / prediction /
+    paths, PIL images or arrays). `limit` caps the number of scored colour photos. `size`: crop side (default
+    256); `network_size`: the model's input side (default the image processor's). `contact_sheet`: write a PNG of input / prediction /
     ground truth for the first `sheet_images` photos. Keys of the result: "results" (per predictor:
     auc_raw, auc_rebalanced, psnr, colorfulness, colorfulness_gt, colorfulness_ratio, hue_accuracy, ...),
     "curves", "num_images", "skipped", "mean_ab", "protocol".
@@ -195,9 +198,10 @@ def evaluate_model(
     if images is None:
         raise EvaluationError("no images given to evaluate")
     model, processor = load_model(model_or_path, image_processor)
-    size = int(size or processor.size)
-    if size < 8 or size % 8:
-        raise EvaluationError(f"size must be a positive multiple of 8, got {size}")
+    size, network_size = int(size or DEFAULT_CROP), int(network_size or processor.size)
+    for name, value in (("size", size), ("network size", network_size)):
+        if value < 8 or value % 8:
+            raise EvaluationError(f"{name} must be a positive multiple of 8, got {value}")
     temperature = model.config.decode_temperature if temperature is None else float(temperature)
     decode_mode = decode_mode or model.config.decode_mode
     if not temperature > 0:
@@ -224,6 +228,8 @@ def evaluate_model(
                 crops = torch.stack([c for _, c in batch])
                 cache.write(crops.numpy().tobytes())
                 pixel_values, l_chan, true_ab, true_bins = prepare(crops)
+                if network_size != size:
+                    pixel_values = torch.stack([processor.network_input(c.float() / 255.0, network_size) for c in crops])
                 out = model(pixel_values=pixel_values.to(device, dtype), temperature=temperature, decode_mode=decode_mode)
                 pred = _score(metrics["model"], processor, l_chan, true_ab, crops, out.ab.float().cpu(), true_bins)
                 _score(metrics["gray"], processor, l_chan, true_ab, crops, torch.zeros(len(batch), 2, 1, 1), true_bins)
@@ -269,7 +275,7 @@ def evaluate_model(
         "skipped": stats,
         "mean_ab": [round(float(v), 4) for v in mean_ab],
         "protocol": {
-            "size": size, "crop": "centre square", "temperature": temperature, "decode_mode": decode_mode,
+            "size": size, "network_size": network_size, "crop": "centre square", "temperature": temperature, "decode_mode": decode_mode,
             "auc_thresholds": [0, MAX_THRESHOLD], "rebalancing_bins": "ECCV16 313 ab bins",
             "hue": "true chroma > 20; correct within 30 deg with predicted chroma > 5; mean over 60-deg sectors",
             "psnr": "8-bit RGB, mean over images",
@@ -373,9 +379,12 @@ def format_table(results: dict) -> str:
         lines.append(f"{LABELS[name]:<16}" + "".join(f"{v:>11.3f}" for v in vals))
     skipped = results["skipped"]
     gt = results["results"]["model"]["colorfulness_gt"]
+    size = results["protocol"]["size"]
+    network = results["protocol"].get("network_size", size)
+    crops = f"{size}px centre crops" + (f", network input {network}px" if network != size else "")
     lines.append(
-        f"{results['num_images']} colour photos ({results['protocol']['size']}px centre crops), ground-truth colourfulness "
-        f"{gt:.2f}, mean ab {results['mean_ab']}; skipped {skipped['grayscale']} grayscale, {skipped['undecodable']} undecodable"
+        f"{results['num_images']} colour photos ({crops}), ground-truth colourfulness {gt:.2f}, mean ab "
+        f"{results['mean_ab']}; skipped {skipped['grayscale']} grayscale, {skipped['undecodable']} undecodable"
     )
     return "\n".join(lines)
 
@@ -389,7 +398,8 @@ def add_arguments(parser):
     parser.add_argument("--split", default="test", help="dataset split (default: test; ignored for an image folder)")
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--limit", type=int, default=None, help="score at most N colour photos")
-    parser.add_argument("--size", type=int, default=None, help="crop side and network input (default: the model's processor)")
+    parser.add_argument("--size", type=int, default=None, help=f"crop side (default: {DEFAULT_CROP})")
+    parser.add_argument("--network-size", type=int, default=None, help="the model's input side (default: the model's processor)")
     parser.add_argument("--temperature", type=float, default=None, help="annealed-mean temperature (default: the model's)")
     parser.add_argument("--decode", default=None, choices=["annealed_mean", "mode", "mean", "median", "sample"])
     parser.add_argument("--batch-size", type=int, default=8)
@@ -412,7 +422,7 @@ def run(args) -> int:
                 _atomic_target(out)
         results = evaluate_model(
             args.model, args.dataset, split=args.split, image_column=args.image_column, limit=args.limit,
-            size=args.size, temperature=args.temperature, decode_mode=args.decode, batch_size=args.batch_size,
+            size=args.size, network_size=args.network_size, temperature=args.temperature, decode_mode=args.decode, batch_size=args.batch_size,
             contact_sheet=args.contact_sheet, sheet_images=args.sheet_images, dataset_name=args.dataset, progress=True,
         )
         print(format_table(results))

@@ -338,6 +338,7 @@ def train(args):
         final_dir = os.path.join(args.output_dir, "final")
         tmp = final_dir + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped.config.image_size = args.export_size  # config and processor agree on the input size
         unwrapped.save_pretrained(tmp, safe_serialization=True)
         ColorizationImageProcessor(size=args.export_size).save_pretrained(tmp)
         with open(os.path.join(tmp, "training_args.json"), "w") as f:

@@ -139,3 +139,31 @@ def test_streams_parquet_shards_by_split_and_names_a_missing_column(tiny_model_d
     assert main(["evaluate", "--model", str(tiny_model_dir), "--dataset", str(shards), "--image-column", "photo"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "no column 'photo'" in err[-1] and sum(line.startswith("hf-colorize: error") for line in err) == 1
+
+
+def test_network_size_changes_only_the_models_input(tiny_model_dir, photo_paths):
+    """With network_size != size the crops (and scores) stay at `size`, and the model row is exactly what
+    the pipeline delivers for the crop at that network size."""
+    from transformers import pipeline
+
+    paths = [str(p) for p in photo_paths[:2]]
+    r = evaluate_model(tiny_model_dir, paths, size=SIZE, network_size=SIZE // 2, batch_size=2)
+    assert r["protocol"]["size"] == SIZE and r["protocol"]["network_size"] == SIZE // 2
+    assert r["num_pixels"] == 2 * SIZE * SIZE
+    same = evaluate_model(tiny_model_dir, paths, size=SIZE, network_size=SIZE, batch_size=2)
+    assert same["results"]["gray"] == r["results"]["gray"]  # the baselines do not see the network
+    assert same["results"]["model"]["auc_raw"] != r["results"]["model"]["auc_raw"]
+    colorize = pipeline("image-colorization", model=str(tiny_model_dir))
+    rgb, _ = _crops(paths)
+    delivered = torch.stack([  # "np": uint8 (H, W, 3)
+        torch.from_numpy(colorize(Image.fromarray(c.permute(1, 2, 0).numpy()), size=SIZE // 2, output_type="np"))
+        for c in rgb
+    ]).permute(0, 3, 1, 2)
+    assert r["results"]["model"]["colorfulness"] == pytest.approx(colorfulness(delivered).mean().item(), rel=1e-3)
+
+
+def test_bad_network_size_is_one_line(tiny_model_dir, photo_paths):
+    from hf_colorize.evaluate import EvaluationError
+
+    with pytest.raises(EvaluationError, match="network size must be a positive multiple of 8, got 30"):
+        evaluate_model(tiny_model_dir, [str(photo_paths[0])], size=SIZE, network_size=30)

@@ -52,13 +52,14 @@ def _weights(path):
 def test_train_end_to_end_exports_a_loadable_model(packed, tmp_path):
     from hf_colorize.cli import main
 
-    assert main(_args(packed, tmp_path / "run", steps=8, every=4)) == 0
+    assert main(_args(packed, tmp_path / "run", steps=8, every=4, extra=("--export-size", "144"))) == 0
     final = tmp_path / "run" / "final"
     from transformers import AutoImageProcessor, AutoModel
 
     model = AutoModel.from_pretrained(final)
     assert type(model).__name__ == "ColorizationModel"
-    assert AutoImageProcessor.from_pretrained(final).size == 256
+    # the exported input size is the processor's and the config's (video and evaluation read the config)
+    assert AutoImageProcessor.from_pretrained(final).size == 144 and model.config.image_size == 144
     # the prior estimated from the stream is stored with the model and is not uniform
     assert not torch.allclose(model.bin_prior, torch.full_like(model.bin_prior, 1 / 313))
     assert torch.isclose(model.bin_prior.sum(), torch.tensor(1.0), atol=1e-4)

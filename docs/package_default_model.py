@@ -1,0 +1,64 @@
+"""Package a trained export as the embedded default model (`hf_colorize/default_model`).
+
+    python docs/package_default_model.py runs/w375ft/final --size 144 --temperature 0.25
+
+Writes config.json (with the given inference defaults: network input size and annealed-mean
+temperature), preprocessor_config.json (same size), model.safetensors with the float parameters cast to
+fp16 (half the size; buffers such as BatchNorm statistics, bins and prior stay exact), and the export's
+training_args.json. No remote-code files: the installed package registers the classes. Evaluate the
+result afterwards with `hf-colorize evaluate --model hf_colorize/default_model ... --json
+hf_colorize/default_model/eval_results.json`.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from hf_colorize import ColorizationImageProcessor, ColorizationModel  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hf_colorize", "default_model")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("export", help="a trained model folder (e.g. runs/NAME/final)")
+    parser.add_argument("--size", type=int, default=None, help="network input size (default: the export's)")
+    parser.add_argument("--temperature", type=float, default=None, help="annealed-mean T (default: the export's)")
+    parser.add_argument("--out", default=OUT)
+    args = parser.parse_args()
+
+    model = ColorizationModel.from_pretrained(args.export, dtype=torch.float32)
+    if args.size:
+        model.config.image_size = args.size
+    if args.temperature:
+        model.config.decode_temperature = args.temperature
+    tmp = args.out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    params = {name for name, _ in model.named_parameters()}
+    state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+    ColorizationImageProcessor(size=model.config.image_size).save_pretrained(tmp)
+    shutil.copy(os.path.join(args.export, "training_args.json"), tmp)
+    for name in os.listdir(tmp):  # no remote code: the installed package registers the classes itself
+        if name.endswith(".py"):
+            os.remove(os.path.join(tmp, name))
+    with open(os.path.join(tmp, "config.json")) as f:
+        config = json.load(f)
+    config["dtype"] = "float32"  # stored in fp16, loaded and run in float32
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}: size {model.config.image_size}, T {model.config.decode_temperature}")
+
+
+if __name__ == "__main__":
+    main()
