@@ -128,7 +128,7 @@ def main(argv=None):
         for kind in args.clips.split(","):
             results[kind] = run_clip(kind, model, args, work)
             print(f"# {kind} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    size = args.size or 256
+    size = args.size or model.config.image_size  # what colorize_video uses for a model object
     print(f"\nModel: {label}; {args.set} clips, {args.frames} frames {args.width}x{args.height}, network input {size}; "
           f"torch threads {torch.get_num_threads()}\n")
     print("| clip | mode | warping error | CDC | AuC | frames/s |")
