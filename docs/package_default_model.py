@@ -45,7 +45,20 @@ def main():
     state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()}
     save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
     ColorizationImageProcessor(size=model.config.image_size).save_pretrained(tmp)
-    shutil.copy(os.path.join(args.export, "training_args.json"), tmp)
+    with open(os.path.join(args.export, "training_args.json")) as f:
+        stages = [json.load(f)]
+    while stages[0].get("init_from") and os.path.exists(os.path.join(stages[0]["init_from"], "training_args.json")):
+        with open(os.path.join(stages[0]["init_from"], "training_args.json")) as f:  # the runs it started from
+            stages.insert(0, json.load(f))
+    record = dict(stages[-1], width=model.config.width_multiplier)  # older trainers recorded the unused --width
+    if len(stages) > 1:  # flat keys stay the last stage's (the model card's recipe table reads them)
+        record["init_from_args"] = stages[:-1]
+        record["description"] = "Trained in stages: " + "; then ".join(
+            f"{a['max_steps']} steps at lr {a['lr']} ({a['lr_schedule']}, {a['warmup_steps']} warm-up)" for a in stages
+        ) + f". Inference defaults: network input {model.config.image_size} px, T = {model.config.decode_temperature}."
+    with open(os.path.join(tmp, "training_args.json"), "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
     for name in os.listdir(tmp):  # no remote code: the installed package registers the classes itself
         if name.endswith(".py"):
             os.remove(os.path.join(tmp, name))

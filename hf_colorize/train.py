@@ -162,6 +162,7 @@ def build_model(args):
         model.config.loss_type = args.loss
         model.config.focal_gamma = args.focal_gamma
         model.config.rebalance_lambda = args.rebalance_lambda
+        args.width, args.norm = model.config.width_multiplier, model.config.norm_type  # recorded as trained
         return model
     bins = load_palette(args.bins).tolist() if args.bins else None
     config = ColorizationConfig(width_multiplier=args.width, norm_type=args.norm, ab_bins=bins, loss_type=args.loss,
