@@ -17,12 +17,12 @@ import shutil
 import sys
 
 import torch
-from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 from hf_colorize import ColorizationImageProcessor, ColorizationModel  # noqa: E402
 
-OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hf_colorize", "default_model")
+OUT = os.path.join(ROOT, "hf_colorize", "default_model")
 
 
 def main():
@@ -40,10 +40,9 @@ def main():
         model.config.decode_temperature = args.temperature
     tmp = args.out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
     params = {name for name, _ in model.named_parameters()}
-    state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+    # config.json keeps dtype float32 (the loaded model's): stored in fp16, loaded and run in float32
+    model.save_pretrained(tmp, state_dict={k: (v.half() if k in params else v) for k, v in model.state_dict().items()})
     ColorizationImageProcessor(size=model.config.image_size).save_pretrained(tmp)
     with open(os.path.join(args.export, "training_args.json")) as f:
         stages = [json.load(f)]
@@ -62,12 +61,6 @@ def main():
     for name in os.listdir(tmp):  # no remote code: the installed package registers the classes itself
         if name.endswith(".py"):
             os.remove(os.path.join(tmp, name))
-    with open(os.path.join(tmp, "config.json")) as f:
-        config = json.load(f)
-    config["dtype"] = "float32"  # stored in fp16, loaded and run in float32
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-        f.write("\n")
     shutil.rmtree(args.out, ignore_errors=True)
     os.replace(tmp, args.out)
     print(f"wrote {args.out}: size {model.config.image_size}, T {model.config.decode_temperature}")
