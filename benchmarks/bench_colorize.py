@@ -164,8 +164,8 @@ def soft_encode_worker(spec) -> dict:
     from PIL import Image
     from sklearn.neighbors import NearestNeighbors
 
-    from hf_colorize.image_processing_colorization import load_rgb, rgb_to_lab
-    from hf_colorize.modeling_colorization import soft_encode, soft_encode_dense
+    from hf_colorize.models.colorization.image_processing_colorization import load_rgb, rgb_to_lab
+    from hf_colorize.models.colorization.modeling_colorization import soft_encode, soft_encode_dense
 
     torch.set_num_threads(spec.get("threads", 2))
     bins = torch.tensor(__import__("hf_colorize").eccv16_ab_bins(), dtype=torch.float32)
@@ -202,15 +202,15 @@ def soft_encode_worker(spec) -> dict:
 
 
 def training_worker(spec) -> dict:
-    """Data pipeline images/s (hf_colorize.data stream -> Lab batch) vs the model's training step rate."""
+    """Data pipeline images/s (hf_colorize.training.data stream -> Lab batch) vs the model's training step rate."""
     import torch
 
     torch.set_num_threads(spec.get("threads", 2))
     out = {}
     try:
-        from hf_colorize.data import ColorizationStream, batches, lab_batch
+        from hf_colorize.training.data import ColorizationStream, batches, lab_batch
     except ImportError as err:
-        return {"skipped": f"hf_colorize.data not available ({err})"}
+        return {"skipped": f"hf_colorize.training.data not available ({err})"}
     from hf_colorize import ColorizationConfig, ColorizationModel
 
     size, bs = spec["crop_size"], spec["batch_size"]
@@ -274,7 +274,7 @@ def prepare(tmp, n_folder):
     import torch
     from PIL import Image
 
-    from hf_colorize.convert_eccv16 import convert_eccv16_checkpoint
+    from hf_colorize.export.eccv16 import convert_eccv16_checkpoint
     from reference import make_reference_model
 
     photos = _color_photos(max(n_folder, 8))

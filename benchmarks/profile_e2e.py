@@ -43,7 +43,7 @@ def main():
 
     import hf_colorize  # noqa: F401
     from bench_colorize import _color_photos
-    from hf_colorize.convert_eccv16 import convert_eccv16_state_dict
+    from hf_colorize.export.eccv16 import convert_eccv16_state_dict
     from reference import make_reference_model, reference_colorize
 
     photos = _color_photos(4)
@@ -73,7 +73,7 @@ def main():
         return out
 
     rgb = stage("decode file -> RGB tensor", lambda: proc.load_rgb(path))
-    l_full = stage("full-res L", lambda: hf_colorize.image_processing_colorization.rgb_to_l(rgb))
+    l_full = stage("full-res L", lambda: hf_colorize.models.colorization.image_processing_colorization.rgb_to_l(rgb))
     x = stage("resize L to 256", lambda: proc.resize_l(l_full)[None])
     out = stage("network + decode", lambda: pipe._forward({"pixel_values": x, "original_l": None}, precision=kwargs.get("precision")))
     stage("post-process (upsample ab, Lab->RGB, uint8 PIL)", lambda: proc.colorize_l(l_full, out["ab"][0]))

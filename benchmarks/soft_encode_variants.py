@@ -110,8 +110,8 @@ def main():
     from sklearn.neighbors import NearestNeighbors
 
     import hf_colorize
-    from hf_colorize.image_processing_colorization import load_rgb, rgb_to_lab
-    from hf_colorize.modeling_colorization import soft_encode
+    from hf_colorize.models.colorization.image_processing_colorization import load_rgb, rgb_to_lab
+    from hf_colorize.models.colorization.modeling_colorization import soft_encode
 
     photos = sorted(glob.glob(os.path.join(ROOT, "..", "shared", "data", "imagenet-samples", "*")))[:16]
     if not photos:

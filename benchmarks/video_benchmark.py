@@ -73,10 +73,10 @@ def _read_pngs(folder):
 
 
 def run_clip(kind, model, args, work):
-    from hf_colorize.temporal import TemporalConfig
-    from hf_colorize.video import colorize_video
-    from hf_colorize.video_clips import cut_frames, gray_frame, make_clip, render_frames
-    from hf_colorize.video_eval import evaluate_frames
+    from hf_colorize.video.temporal import TemporalConfig
+    from hf_colorize.video.colorize import colorize_video
+    from hf_colorize.video.clips import cut_frames, gray_frame, make_clip, render_frames
+    from hf_colorize.video.metrics import evaluate_frames
 
     photos = [os.path.join(PHOTOS, p) for p in CLIP_SETS[args.set][kind]]
     spec = make_clip(kind, photos, args.frames, args.width, args.height)

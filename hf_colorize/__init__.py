@@ -2,19 +2,31 @@
 
 Importing the package registers the model with the Auto classes and the `image-colorization`
 pipeline task, so no `trust_remote_code` is needed when it is installed.
+
+Layout (the data flow): `models/` (one remote-code set per model family), `common` (loading, errors,
+atomic writes, limits), `training/`, `evaluation/`, `video/`, `hub/`, `export/`, `cli/`.
 """
 
+import importlib
+import importlib.abc
+import importlib.util
 import os
+import sys
+import warnings
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_colorization import ColorizationConfig, eccv16_ab_bins
-from .image_processing_colorization import ColorizationImageProcessor, ColorizationInputError
-from .modeling_colorization import ColorizationModel, ColorizationOutput, decode_ab
-from .pipeline_colorization import ImageColorizationPipeline
+from hf_colorize.models.colorization.configuration_colorization import ColorizationConfig, eccv16_ab_bins
+from hf_colorize.models.colorization.image_processing_colorization import (
+    ColorizationImageProcessor,
+    ColorizationInputError,
+    ColorizeError,
+)
+from hf_colorize.models.colorization.modeling_colorization import ColorizationModel, ColorizationOutput, decode_ab
+from hf_colorize.models.colorization.pipeline_colorization import Colorizer, ImageColorizationPipeline
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 TASK = "image-colorization"
 #: The small trained checkpoint shipped inside the package (a folder `from_pretrained` accepts).
@@ -29,12 +41,53 @@ ColorizationModel.register_for_auto_class("AutoModel")
 ColorizationImageProcessor.register_for_auto_class("AutoImageProcessor")
 PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageColorizationPipeline, pt_model=AutoModel, type="image")
 
+
+# Module paths of version 0.1 (a flat package) -> where they live now. Kept importable for one release;
+# see docs/layout.md.
+MOVED_MODULES = {
+    "configuration_colorization": "models.colorization.configuration_colorization",
+    "modeling_colorization": "models.colorization.modeling_colorization",
+    "image_processing_colorization": "models.colorization.image_processing_colorization",
+    "pipeline_colorization": "models.colorization.pipeline_colorization",
+    "data": "training.data", "priors": "training.priors", "palette": "training.palette", "train": "training.loop",
+    "metrics": "evaluation.metrics", "evaluate": "evaluation.protocol",
+    "video_io": "video.io", "temporal": "video.temporal", "histograms": "video.histograms",
+    "video_clips": "video.clips", "video_eval": "video.metrics",
+    "cards": "hub.cards", "convert_eccv16": "export.eccv16", "onnx_export": "export.onnx",
+    "cli_colorize": "cli.colorize",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """`import hf_colorize.modeling_colorization` (an old path) gives the module at its new path."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package == __name__ and name in MOVED_MODULES:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        new = f"{__name__}.{MOVED_MODULES[spec.name.rpartition('.')[2]]}"
+        warnings.warn(f"{spec.name} moved to {new}; the old path goes away in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module(new)
+
+    def exec_module(self, module):
+        pass  # already executed under its new name
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
+
 __all__ = [
     "ColorizationConfig",
     "ColorizationModel",
     "ColorizationOutput",
     "ColorizationImageProcessor",
     "ColorizationInputError",
+    "ColorizeError",
+    "Colorizer",
     "ImageColorizationPipeline",
     "DEFAULT_MODEL",
     "TASK",

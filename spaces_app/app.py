@@ -53,8 +53,9 @@ def _import_hf_colorize():
 
 hf_colorize = _import_hf_colorize()
 import torch  # noqa: E402  (after the friendly import check)
-from hf_colorize.image_processing_colorization import load_rgb, rgb_to_l  # noqa: E402
-from hf_colorize.configuration_colorization import DECODE_MODES  # noqa: E402
+from hf_colorize.common import ColorizeError, ModelLoadError, atomic_path, load_colorizer, one_line, shown  # noqa: E402
+from hf_colorize.models.colorization.configuration_colorization import DECODE_MODES  # noqa: E402
+from hf_colorize.models.colorization.image_processing_colorization import load_pixels  # noqa: E402
 
 DEFAULT_LABEL = "hf-colorize default (embedded)"
 DECODE_CHOICES = [
@@ -102,8 +103,8 @@ _return_freed_memory_to_os()
 
 def _fail(message: str) -> gr.Error:
     """A one-line UI error (gr.Error renders HTML, so file names are escaped)."""
-    one_line = " ".join(str(message).split())
-    return gr.Error(html.escape(one_line, quote=False), print_exception=False)
+    text = " ".join(str(message).split())
+    return gr.Error(html.escape(text, quote=False), print_exception=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,33 +119,33 @@ def model_choices() -> dict:
 
 
 class ModelCache:
-    """Pipelines keyed by dropdown label; a lock makes concurrent first requests load a model only once."""
+    """`Colorizer`s (the package's one inference path) keyed by dropdown label; a lock makes concurrent first
+    requests load a model only once."""
 
     def __init__(self, choices: dict):
         self.choices = choices
-        self._pipes = {}
+        self._colorizers = {}
         self._lock = threading.Lock()
 
     def get(self, label):
         if label not in self.choices:
             raise _fail(f"unknown model {label!r}; choose one of: {', '.join(self.choices)}")
         with self._lock:
-            if label not in self._pipes:
-                from transformers import pipeline
-
-                try:
-                    self._pipes[label] = pipeline(hf_colorize.TASK, model=self.choices[label], device="cpu",
-                                                     trust_remote_code=False)  # never run a model repo's code
-                except Exception as err:  # offline without a cached copy, bad id, malformed config...
-                    log.exception("loading %s failed", label)
-                    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                    raise _fail(f"could not load model {label!r}: {first}") from None
-            return self._pipes[label]
+            if label not in self._colorizers:
+                source = self.choices[label]
+                try:  # never runs a model repo's own code
+                    self._colorizers[label] = load_colorizer(source, device="cpu")
+                except ModelLoadError as err:  # offline without a cached copy, bad id, malformed config...
+                    log.error("loading %s failed: %s", label, one_line(err))
+                    cause = one_line(err)
+                    prefix = f"cannot load model {shown(source)}: "
+                    raise _fail(f"could not load model {label!r}: {cause[len(prefix):] if cause.startswith(prefix) else cause}") from None
+            return self._colorizers[label]
 
     def defaults(self, label):
         """(temperature, processing size) the model was configured with."""
-        pipe = self.get(label)
-        return float(pipe.model.config.decode_temperature), int(pipe.image_processor.size)
+        colorizer = self.get(label)
+        return float(colorizer.model.config.decode_temperature), int(colorizer.image_processor.size)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,26 +180,30 @@ def _check_options(temperature, decode_mode, size):
     return temperature, decode_mode, size
 
 
-def colorize_file(pipe, path, name, temperature, decode_mode, size):
-    """Colorize one image file -> (gray "before" PIL "L", colour PIL "RGB"), both at the original resolution.
+def colorize_file(colorizer, path, name, temperature, decode_mode, size):
+    """Colorize one image file with a `Colorizer` -> (gray "before" PIL "L", colour PIL "RGB"), both at the
+    original resolution.
 
     Bad files raise a one-line gr.Error naming the file (ColorizationInputError's cause).
     """
     try:
-        rgb = load_rgb(path, MAX_PIXELS)  # (3, H, W) in [0, 1], EXIF-rotated, bombs refused
-        colour = pipe(rgb, temperature=temperature, decode_mode=decode_mode, size=size)
+        # EXIF-rotated, bombs refused at this Space's limit; 8-bit files stay 8-bit (no float round trip)
+        pixels = load_pixels(path, MAX_PIXELS)
+        l_full, pixel_values = colorizer.prepare(pixels, size)
+        ab = colorizer.predict_ab(pixel_values[None], temperature=temperature, decode_mode=decode_mode)[0]
+        colour = colorizer.render(l_full, ab, "pil")
         # "before" = the L the model saw, as neutral gray (R = G = B, stored as one channel); the result
         # keeps exactly this L
-        gray = pipe.image_processor.colorize_l(rgb_to_l(rgb), torch.zeros(2, 1, 1)).convert("L")
+        gray = colorizer.render(l_full, torch.zeros(2, 1, 1), "pil").convert("L")
     except hf_colorize.ColorizationInputError as err:
-        raise _fail(f"{name}: {err}") from None
+        raise _fail(f"{name}: {one_line(err)}") from None
     except MemoryError:
         raise _fail(f"{name}: not enough memory for an image this large; try a smaller one") from None
     except gr.Error:
         raise
     except Exception as err:
         log.error("colorizing %s failed:\n%s", name, traceback.format_exc())
-        raise _fail(f"{name}: unexpected error ({type(err).__name__}: {err})") from None
+        raise _fail(f"{name}: unexpected error ({type(err).__name__}: {one_line(err)})") from None
     return gray, colour
 
 
@@ -226,10 +231,10 @@ def _stem(name):
 
 
 def _save_png(image, path):
-    """Write a PNG via a temporary file so a partial file never carries the final name."""
-    tmp = path + ".part"
-    image.save(tmp, format="PNG", compress_level=2)  # level 2: within 4% of level 6 in size, several times faster
-    os.replace(tmp, path)
+    """Write a PNG atomically (`common.atomic_path`: a partial file never carries the final name). No fsync:
+    result files are temporary and served at once."""
+    with atomic_path(path, fsync=False) as tmp:
+        image.save(tmp, format="PNG", compress_level=2)  # level 2: within 4% of level 6 in size, several times faster
     return path
 
 
@@ -251,9 +256,9 @@ def _examples_cache_dir(models: ModelCache, label: str) -> str:
 
 
 def _video_function():
-    """`hf_colorize.video.colorize_video` if this install has it (the video tab is shown only then)."""
+    """`hf_colorize.video.colorize.colorize_video` if this install has it (the video tab is shown only then)."""
     try:
-        from hf_colorize.video import colorize_video
+        from hf_colorize.video.colorize import colorize_video
     except ImportError:
         return None
     return colorize_video
@@ -272,8 +277,8 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
         """One photo -> (before, after) for the slider and the full-resolution PNG for download."""
         path, name = _payload_source(image)
         temperature, decode_mode, size = _check_options(temperature, decode_mode, size)
-        pipe = models.get(model or first)
-        gray, colour = colorize_file(pipe, path, name, temperature, decode_mode, size)
+        colorizer = models.get(model or first)
+        gray, colour = colorize_file(colorizer, path, name, temperature, decode_mode, size)
         folder = outputs_dir.new()
         result = _save_png(colour, os.path.join(folder, f"{_stem(name)}_colorized.png"))
         before = _save_png(gray, os.path.join(folder, f"{_stem(name)}_gray.png"))
@@ -286,13 +291,13 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
         if len(files) > MAX_BATCH:
             raise _fail(f"{len(files)} files is over the limit of {MAX_BATCH} per batch")
         temperature, decode_mode, size = _check_options(temperature, decode_mode, size)
-        pipe = models.get(model or first)
+        colorizer = models.get(model or first)
         folder = outputs_dir.new()
         done, failed, used = [], [], set()
         for item in files:
             path, name = _payload_source(item)
             try:
-                _, colour = colorize_file(pipe, path, name, temperature, decode_mode, size)
+                _, colour = colorize_file(colorizer, path, name, temperature, decode_mode, size)
             except gr.Error as err:
                 failed.append(html.unescape(err.message))
                 continue
@@ -306,10 +311,10 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
         if not done:
             raise _fail("no image could be colorized: " + "; ".join(failed))
         zip_path = os.path.join(folder, "colorized.zip")
-        with zipfile.ZipFile(zip_path + ".part", "w", zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
-            for png, _ in done:
-                zf.write(png, arcname=os.path.basename(png))
-        os.replace(zip_path + ".part", zip_path)
+        with atomic_path(zip_path, fsync=False) as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
+                for png, _ in done:
+                    zf.write(png, arcname=os.path.basename(png))
         status = f"Colorized {len(done)} of {len(files)} images."
         if failed:
             status += " Skipped: " + "; ".join(failed)
@@ -318,11 +323,9 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
 
     def colorize_video(video, temporal, model, temperature, size, progress=gr.Progress()):
         """A video file -> colorized mp4 (original size, frame rate and audio) and a status line."""
-        from hf_colorize.video_io import VideoIOError
-
         path, name = _payload_source(video)
         temperature, _, size = _check_options(temperature, "annealed_mean", size)
-        pipe = models.get(model or first)
+        colorizer = models.get(model or first)
         out = os.path.join(outputs_dir.new(), f"{_stem(name)}_colorized.mp4")
 
         def report(done, total):
@@ -332,16 +335,17 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
             progress((done, total), unit="frames")
 
         try:
-            stats = video_fn(path, out, model=pipe.model, processor=pipe.image_processor, temporal=bool(temporal),
-                             size=size, temperature=temperature, progress=report, max_pixels=MAX_VIDEO_PIXELS)
+            stats = video_fn(path, out, model=colorizer, temporal=bool(temporal), size=size,
+                             temperature=temperature, decode_mode="annealed_mean", progress=report,
+                             max_pixels=MAX_VIDEO_PIXELS)
         except gr.Error:
             raise
-        except (VideoIOError, hf_colorize.ColorizationInputError, ValueError) as err:
-            message = str(err).replace(path, name)  # name the upload, not Gradio's cache path
+        except (ColorizeError, ValueError) as err:  # VideoIOError, an unreadable frame, a bad option
+            message = one_line(err).replace(path, name)  # name the upload, not Gradio's cache path
             raise _fail(message if message.startswith(name) else f"{name}: {message}") from None
         except Exception as err:
             log.error("colorizing video %s failed:\n%s", name, traceback.format_exc())
-            raise _fail(f"{name}: unexpected error ({type(err).__name__}: {err})") from None
+            raise _fail(f"{name}: unexpected error ({type(err).__name__}: {one_line(err)})") from None
         mode = f"temporal, {len(stats['cuts'])} shot(s)" if stats["temporal"] else "per frame"
         status = (f"{stats['frames']} frames {stats['width']}x{stats['height']} at {stats['fps']:.3g} fps, {mode}, "
                   f"audio {stats['audio']}, {stats['processing_fps']:.1f} frames/s.")

@@ -1,4 +1,4 @@
-"""Hostile and odd input files, made from real shared photos into a temporary folder.
+"""Hostile and odd input files, made from a real photo (conftest photo_paths) into a temporary folder.
 
 `make_cases(photo, folder)` writes one file per case and returns `Case` records saying what a correct
 colorizer must do with it: for a valid file, the RGB image as it should be *displayed* (EXIF orientation

@@ -17,8 +17,9 @@ from PIL import Image
 
 import hf_colorize
 from hf_colorize.cli import main
-from hf_colorize.evaluate import evaluate_model
-from hf_colorize.hub import EXAMPLE_PHOTOS, REMOTE_CODE_FILES, HubPushError, push_to_hub
+from hf_colorize.evaluation.protocol import evaluate_model
+from hf_colorize.common import HubError, UsageError
+from hf_colorize.hub.push import EXAMPLE_PHOTOS, REMOTE_CODE_FILES, HubPushError, push_to_hub, remote_code_dir
 
 CODE = set(REMOTE_CODE_FILES)
 BASE_FILES = {"README.md", "config.json", "preprocessor_config.json", "model.safetensors"} | CODE
@@ -103,9 +104,9 @@ def test_upload_folder_is_complete(tiny_upload, default_upload, default_model_di
     assert _files(tiny_upload) == BASE_FILES | EXAMPLES | {"eval_results.json", "eval_auc.png"}
     shipped_eval = {"eval_results.json", "eval_auc.png"} if (default_model_dir / "eval_results.json").is_file() else set()
     assert _files(default_upload) == BASE_FILES | EXAMPLES | shipped_eval
-    package = os.path.dirname(hf_colorize.__file__)
+    code_dir = remote_code_dir()  # hf_colorize/models/colorization/
     for name in CODE:
-        assert (default_upload / name).read_bytes() == open(os.path.join(package, name), "rb").read()
+        assert (default_upload / name).read_bytes() == open(os.path.join(code_dir, name), "rb").read()
     config = json.loads((default_upload / "config.json").read_text())
     assert config["auto_map"]["AutoModel"] == "modeling_colorization.ColorizationModel"
     assert "image-colorization" in config["custom_pipelines"]
@@ -115,7 +116,7 @@ def test_upload_folder_is_complete(tiny_upload, default_upload, default_model_di
 
 
 def test_examples_are_the_models_colorization_of_gray_photos(default_upload):
-    from hf_colorize.image_processing_colorization import rgb_to_l
+    from hf_colorize.models.colorization.image_processing_colorization import rgb_to_l
 
     for name in EXAMPLE_PHOTOS:
         gray = Image.open(default_upload / f"examples/{name}_gray.jpg")
@@ -130,6 +131,7 @@ def test_examples_are_the_models_colorization_of_gray_photos(default_upload):
         assert chroma > 1.0
 
 
+@pytest.mark.slow
 def test_folders_load_with_remote_code_without_the_package(tiny_upload, default_upload, tmp_path):
     clean = tmp_path / "clean_cwd"
     clean.mkdir()
@@ -200,19 +202,20 @@ def test_offline_mode_fails_in_one_line_and_touches_nothing(tiny_model_dir, eval
 
 
 def _network_errors():
-    import httpx2
-    import requests
+    import httpx2  # huggingface_hub's own HTTP client (a dependency of huggingface_hub; no `requests`)
     from huggingface_hub.errors import HfHubHTTPError
 
     request = httpx2.Request("POST", "https://huggingface.co/api/models/someone/x/commit/main")
     return {
-        "requests": (requests.ConnectionError("Max retries exceeded: Name or service not known"), "cannot reach the Hugging Face Hub"),
+        "timeout": (httpx2.ConnectTimeout("timed out connecting to huggingface.co", request=request), "cannot reach the Hugging Face Hub"),
+        "oserror": (ConnectionError("Name or service not known"), "cannot reach the Hugging Face Hub"),
         "httpx": (httpx2.ConnectError("[Errno -3] Temporary failure in name resolution", request=request), "cannot reach the Hugging Face Hub"),
         "http401": (HfHubHTTPError("401 Client Error: Unauthorized", response=httpx2.Response(401, request=request)), "refused"),
     }
 
 
-@pytest.mark.parametrize("kind,stage", [("requests", "create_repo"), ("httpx", "create_commit"), ("http401", "create_commit")])
+@pytest.mark.parametrize("kind,stage", [("timeout", "create_repo"), ("oserror", "create_repo"), ("httpx", "create_commit"),
+                                        ("http401", "create_commit")])
 def test_network_failures_fail_in_one_line_and_touch_nothing(kind, stage, tiny_model_dir, evaluation, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
@@ -268,17 +271,20 @@ def test_push_makes_one_commit_with_exactly_the_dry_run_folder(tiny_model_dir, e
 
 
 def test_bad_inputs(tiny_model_dir, tiny_upload, tmp_path, monkeypatch, capsys):
+    assert HubPushError is HubError  # the old name still works
     before = _tree_digest(tiny_upload)
-    with pytest.raises(HubPushError, match="not an empty folder"):
+    with pytest.raises(UsageError, match="not an empty folder"):
         push_to_hub(tiny_model_dir, "someone/x", dry_run_dir=tiny_upload)
     assert _tree_digest(tiny_upload) == before
-    with pytest.raises(HubPushError, match="user/name"):
+    with pytest.raises(UsageError, match="user/name"):
         push_to_hub(tiny_model_dir, "no-namespace", dry_run_dir=tmp_path / "a")
-    with pytest.raises(HubPushError, match="no config.json"):
+    with pytest.raises(UsageError, match="not a valid Hub repo id"):
+        push_to_hub(tiny_model_dir, "someone/bad--name..", dry_run_dir=tmp_path / "a")
+    with pytest.raises(HubError, match="no config.json"):
         push_to_hub(tmp_path, "someone/x", dry_run_dir=tmp_path / "b")
     bad_eval = tmp_path / "bad.json"
     bad_eval.write_text("{\"x\": 1}")
-    with pytest.raises(HubPushError, match="not an `hf-colorize evaluate --json` file"):
+    with pytest.raises(HubError, match="not an `hf-colorize evaluate --json` file"):
         push_to_hub(tiny_model_dir, "someone/x", eval_results=bad_eval, dry_run_dir=tmp_path / "c")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -286,5 +292,22 @@ def test_bad_inputs(tiny_model_dir, tiny_upload, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     assert main(["push", "--model", str(tiny_model_dir), "--repo-id", "someone/x"]) == 1
-    assert "no Hugging Face token" in capsys.readouterr().err
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["hf-colorize push: error: no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+@pytest.mark.parametrize("argv, code, expected", [
+    (["--repo-id", "no-namespace"], 2, "--repo-id 'no-namespace' must look like user/name"),
+    (["--repo-id", "someone/x", "--dry-run", "{file}"], 2, "already exists and is not an empty folder"),
+    (["--repo-id", "someone/x", "--model", "{missing}"], 1, "no such model folder"),
+    (["--repo-id", "someone/x", "--model", "{tmp}"], 1, "no config.json"),
+])
+def test_push_cli_errors_are_one_line_with_exit_codes(argv, code, expected, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    names = {"file": str(tmp_path / "file.txt"), "missing": str(tmp_path / "missing"), "tmp": str(tmp_path)}
+    argv = [a.format(**names) for a in argv]
+    assert main(["push", *argv, "--dry-run", str(tmp_path / "out")] if "--dry-run" not in argv else ["push", *argv]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hf-colorize push: error: ") and expected in err[0], err
+    assert not (tmp_path / "out").exists()

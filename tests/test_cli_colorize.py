@@ -3,6 +3,7 @@
 subprocess run with the embedded default model."""
 
 import hashlib
+import io
 import os
 import struct
 import subprocess
@@ -15,8 +16,8 @@ import torch
 from PIL import Image
 
 from hf_colorize.cli import main
-from hf_colorize.cli_colorize import shown
-from hf_colorize.image_processing_colorization import rgb_to_lab
+from hf_colorize.cli.colorize import shown
+from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 L_TOL_8BIT = 0.3  # see tests/test_processor.py: half an 8-bit step times the steepest dL/dv
@@ -47,7 +48,7 @@ def _run(args, capsys):
 
 
 def _errors(stderr):
-    return [line for line in stderr.splitlines() if "hf-colorize: error:" in line]
+    return [line for line in stderr.splitlines() if "hf-colorize colorize: error:" in line]
 
 
 def _l(path):
@@ -135,9 +136,11 @@ def test_only_the_chosen_command_is_imported(tmp_path, monkeypatch, capsys):
     (and `--help` of one command does not import the others)."""
     from hf_colorize import cli
 
-    (tmp_path / "needs_missing.py").write_text("import hf_colorize_not_installed_xyz\n")
+    (tmp_path / "extra_commands").mkdir()
+    (tmp_path / "extra_commands" / "__init__.py").write_text("")
+    (tmp_path / "extra_commands" / "needs_missing.py").write_text("import hf_colorize_not_installed_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(cli.COMMANDS, "broken", ("needs_missing", "a command with a missing dependency"))
+    monkeypatch.setitem(cli.COMMANDS, "broken", ("extra_commands.needs_missing", "a command with a missing dependency", None))
     assert main(["broken", "x"]) == 1
     assert capsys.readouterr().err.strip() == "hf-colorize broken: error: missing dependency hf_colorize_not_installed_xyz"
     with pytest.raises(SystemExit) as exc:
@@ -146,7 +149,7 @@ def test_only_the_chosen_command_is_imported(tmp_path, monkeypatch, capsys):
     assert "--holdout-every" in capsys.readouterr().out
     probe = ("import sys; from hf_colorize.cli import main\n"
              "try:\n    main(['colorize', '--help'])\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('hf_colorize.video', 'hf_colorize.train', 'hf_colorize.evaluate', 'av') if m in sys.modules))")
+             "print(sorted(m for m in ('hf_colorize.video.colorize', 'hf_colorize.training.loop', 'hf_colorize.evaluation.protocol', 'av') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
@@ -158,7 +161,7 @@ def test_quoted_glob_is_expanded(photos, tiny_model_dir, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["photo 0_colorized.png", "photo 1_colorized.png"]
     code, _, err = _run([str(tmp_path / "nothing*.jpg"), "--model", tiny_model_dir], capsys)
     assert code == 1
-    assert _errors(err) == [f"hf-colorize: error: {tmp_path / 'nothing*.jpg'}: no images match this pattern"]
+    assert _errors(err) == [f"hf-colorize colorize: error: {tmp_path / 'nothing*.jpg'}: no images match this pattern"]
 
 
 def test_exif_rotated_input_gives_displayed_orientation(photos, tiny_model_dir, tmp_path, capsys):
@@ -219,7 +222,7 @@ def test_output_equal_to_input_is_refused(photos, tiny_model_dir, capsys):
     before = _digest(photos[0])
     code, _, err = _run([photos[0], "-o", photos[0], "--model", tiny_model_dir], capsys)
     assert code == 2
-    assert _errors(err) == [f"hf-colorize: error: -o {photos[0]} is the input itself; refusing to overwrite it"]
+    assert _errors(err) == [f"hf-colorize colorize: error: -o {photos[0]} is the input itself; refusing to overwrite it"]
     # the same file through another spelling of its path
     alias = os.path.join(str(photos[0].parent), ".", photos[0].name)
     code, _, err = _run([photos[0], "-o", alias, "--model", tiny_model_dir], capsys)
@@ -235,7 +238,7 @@ def test_output_name_that_is_another_input_is_refused(photos, tiny_model_dir, ca
     before = _digest(victim)
     code, _, err = _run([photos[0], victim, "--model", tiny_model_dir], capsys)
     assert code == 1
-    assert _errors(err) == [f"hf-colorize: error: {photos[0]}: output {victim} is an input; refusing to overwrite it"]
+    assert _errors(err) == [f"hf-colorize colorize: error: {photos[0]}: output {victim} is an input; refusing to overwrite it"]
     assert _digest(victim) == before
     _assert_colorized(victim, victim.with_name("photo 0_colorized_colorized.png"))
 
@@ -271,10 +274,13 @@ def _png_declaring(width, height):
 def test_bad_inputs_one_line_each_and_good_files_still_written(photos, photo_paths, tiny_model_dir, tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
-    data = photo_paths[0].read_bytes()
+    buf = io.BytesIO()
+    Image.open(photo_paths[0]).convert("RGB").save(buf, format="JPEG")  # a real JPEG, whatever the fixture's format
+    data = buf.getvalue()
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    (bad / "corrupt.jpg").write_bytes(data[:600] + bytes(range(256)) * 20)
+    scan = data.index(b"\xff\xda") + 100  # headers intact, garbage in the entropy-coded scan
+    (bad / "corrupt.jpg").write_bytes(data[:scan] + bytes(range(256)) * 20)
     (bad / "text.jpg").write_text("Dear diary, this is not a photo.\n")
     (bad / "notes.txt").write_text("plain text given explicitly\n")
     (bad / "bomb.png").write_bytes(_png_declaring(40_000, 40_000))
@@ -297,7 +303,7 @@ def test_bad_inputs_one_line_each_and_good_files_still_written(photos, photo_pat
     lines = _errors(err)
     assert len(lines) == len(cases), err
     for path, cause in cases.items():
-        [line] = [ln for ln in lines if ln.startswith(f"hf-colorize: error: {shown(str(path))}: ")]
+        [line] = [ln for ln in lines if ln.startswith(f"hf-colorize colorize: error: {shown(str(path))}: ")]
         assert cause in line, line
     for p in photos:
         _assert_colorized(p, tmp_path / "out" / f"{p.stem}_colorized.png")
@@ -309,7 +315,7 @@ def test_decompression_bomb_below_pil_limit_but_over_ours(photos, tiny_model_dir
     (tmp_path / "big.png").write_bytes(_png_declaring(11_000, 10_000))  # 110 MP > our 100 MP default
     code, _, err = _run([tmp_path / "big.png", photos[0], "-o", tmp_path / "o", "--model", tiny_model_dir], capsys)
     assert code == 1
-    assert _errors(err) == [f"hf-colorize: error: {tmp_path / 'big.png'}: image is 11000x10000 = 110 MP, over the "
+    assert _errors(err) == [f"hf-colorize colorize: error: {tmp_path / 'big.png'}: image is 11000x10000 = 110 MP, over the "
                             "100 MP limit (possible decompression bomb; raise max_pixels if the image is genuine)"]
     assert (tmp_path / "o" / "photo 0_colorized.png").exists()
 
@@ -322,7 +328,7 @@ def test_unwritable_output_folder(photos, tiny_model_dir, tmp_path, capsys):
     lines = _errors(err)
     assert len(lines) == 2
     for p, line in zip(photos, lines):
-        assert line.startswith(f"hf-colorize: error: {p}: cannot write {blocker / 'out'}")
+        assert line.startswith(f"hf-colorize colorize: error: {p}: cannot write {blocker / 'out'}")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write into read-only folders")
@@ -348,7 +354,7 @@ def test_usage_errors_exit_2(photos, tiny_model_dir, tmp_path, capsys):
     code, _, err = _run([photos[0], "-o", tmp_path / "x.unknownformat", "--model", tiny_model_dir], capsys)
     assert code == 2 and "format" in err
     code, _, err = _run([photos[0], "--model", tmp_path / "no_model_here"], capsys)
-    assert code == 1 and _errors(err)[0].startswith(f"hf-colorize: error: cannot load model {tmp_path / 'no_model_here'}")
+    assert code == 1 and _errors(err)[0].startswith(f"hf-colorize colorize: error: cannot load model {tmp_path / 'no_model_here'}")
     assert "Traceback" not in err
 
 
@@ -356,13 +362,18 @@ def test_usage_errors_exit_2(photos, tiny_model_dir, tmp_path, capsys):
 # Progress bar, subprocess
 # --------------------------------------------------------------------------------------------------
 def test_progress_bar_for_many_files(photos, tiny_model_dir, tmp_path, capsys):
-    code, out, err = _run([*photos, "-o", tmp_path / "o", "--model", tiny_model_dir], capsys)
+    """A bar with --progress; none by default when stderr is not a terminal (logs stay clean)."""
+    code, out, err = _run([*photos, "-o", tmp_path / "quiet", "--model", tiny_model_dir], capsys)
+    assert code == 0 and "colorizing" not in err and "%" not in err
+    assert err.strip() == "hf-colorize colorize: 3 colorized"
+    code, out, err = _run([*photos, "-o", tmp_path / "o", "--model", tiny_model_dir, "--progress"], capsys)
     assert code == 0
     assert "colorizing" in err and "3/3" in err and "100%" in err
     assert "Loading weights" not in err  # only our bar
     assert out == ""
 
 
+@pytest.mark.slow
 def test_subprocess_with_embedded_default_model(photos, tmp_path):
     """A real `python -m hf_colorize.cli colorize` run: the default model, offline, one good and one bad file."""
     (tmp_path / "fake.jpg").write_text("not a photo")
@@ -375,7 +386,7 @@ def test_subprocess_with_embedded_default_model(photos, tmp_path):
     )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert _errors(proc.stderr) == [f"hf-colorize: error: {tmp_path / 'fake.jpg'}: not a recognised image format"]
+    assert _errors(proc.stderr) == [f"hf-colorize colorize: error: {tmp_path / 'fake.jpg'}: not a recognised image format"]
     _assert_colorized(photos[0], tmp_path / "result" / "photo 0_colorized.png")
     proc = subprocess.run(
         [sys.executable, "-m", "hf_colorize.cli", "colorize", str(photos[1]), "-o", str(tmp_path / "one.png")],

@@ -6,6 +6,7 @@ original size, ours goes from 1/4 resolution to the original size in one bilinea
 """
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -14,11 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+pytestmark = pytest.mark.slow  # the full-size (32M-parameter) ECCV16 network
 colorizers = pytest.importorskip("colorizers")  # rz-colorization (needs IPython)
 from colorizers import util as ref_util  # noqa: E402
 
 from hf_colorize import ColorizationImageProcessor, ColorizationModel, decode_ab  # noqa: E402
-from hf_colorize.convert_eccv16 import (  # noqa: E402
+from hf_colorize.export.eccv16 import (  # noqa: E402
     ConversionError,
     convert_eccv16_checkpoint,
     convert_eccv16_state_dict,
@@ -172,7 +174,7 @@ def test_cli(converted, reference, tmp_path):
     ckpt = tmp_path / "release.pth"
     torch.save(reference.state_dict(), ckpt)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "hf_colorize.cli", "convert-eccv16"]
+    cmd = [sys.executable, "-m", "hf_colorize", "convert-eccv16"]
     ok = subprocess.run(cmd + [str(ckpt), "-o", str(out), "--decode-mode", "mean"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert json.loads((out / "config.json").read_text())["decode_mode"] == "mean"
@@ -181,3 +183,35 @@ def test_cli(converted, reference, tmp_path):
     missing = subprocess.run(cmd + [str(tmp_path / "nope.pth"), "-o", str(tmp_path / "o2")], capture_output=True, text=True)
     assert missing.returncode == 1 and "nope.pth: no such file" in missing.stderr and missing.stderr.count("\n") == 1
     assert not (tmp_path / "o2").exists()
+
+
+def _cli(argv, capsys):
+    from hf_colorize.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as done:  # argparse's usage errors exit (code 2) after printing their one line
+        code = done.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("argv, code, expected", [
+    (["{ckpt}", "-o", "{out}", "--temperature", "0"], 2, "argument --temperature: must be a finite number > 0"),
+    (["{ckpt}", "-o", "{out}", "--decode-mode", "best"], 2, "argument --decode-mode/--decode: invalid choice"),
+    (["{ckpt}", "-o", "{file}"], 2, "exists and is a file, not a folder"),
+    (["{ckpt}", "-o", "{full}"], 2, "folder is not empty (pass --overwrite"),
+    (["{junk}", "-o", "{out}"], 1, "cannot read checkpoint"),
+    (["{missing}", "-o", "{out}"], 1, "no such file"),
+])
+def test_cli_errors_are_one_line_with_exit_codes(argv, code, expected, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    names = {"ckpt": str(tmp_path / "junk.pth"), "junk": str(tmp_path / "junk.pth"), "out": str(tmp_path / "out"),
+             "file": str(tmp_path / "file.txt"), "full": str(tmp_path / "full"), "missing": str(tmp_path / "nope.pth")}
+    got, err = _cli(["convert-eccv16", *[a.format(**names) for a in argv]], capsys)
+    assert got == code and len(err) == 1, err
+    assert err[0].startswith("hf-colorize convert-eccv16: error: ") and expected in err[0], err
+    assert not (tmp_path / "out").exists() and os.listdir(tmp_path / "full") == ["notes.txt"]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from skimage import color
 
-from hf_colorize.data import (
+from hf_colorize.training.data import (
     ColorizationStream,
     DataSourceError,
     batches,
@@ -21,11 +21,11 @@ from hf_colorize.data import (
 
 
 @pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory, imagenet_files):
+def photo_folder(tmp_path_factory, many_photo_files):
     """20 real photos (incl. 2 grayscale ones) plus one corrupt file and one text file named .jpg."""
     folder = tmp_path_factory.mktemp("photos")
-    colour = [p for p in imagenet_files[:60] if Image.open(p).mode == "RGB"][:18]
-    gray = [p for p in imagenet_files if Image.open(p).mode == "L"][:2]
+    colour = [p for p in many_photo_files[:60] if Image.open(p).mode == "RGB"][:18]
+    gray = [p for p in many_photo_files if Image.open(p).mode == "L"][:2]
     for p in colour + gray:
         with Image.open(p) as im:
             im.thumbnail((160, 160))
@@ -146,3 +146,136 @@ def test_lab_batch_matches_skimage_per_image(photo_folder):
         ref = color.rgb2lab(batch["rgb"][i].permute(1, 2, 0).numpy())
         assert np.abs(ab[i].permute(1, 2, 0).numpy() - ref[..., 1:]).max() < 1e-3
         assert np.abs(pixel_values[i, 0].numpy() * 100 + 50 - ref[..., 0]).max() < 1e-3
+
+
+# --------------------------------------------------------------------------------------------------
+# Generated photos (no ../shared needed): extensions, pack / estimate-prior / fit-palette commands
+# --------------------------------------------------------------------------------------------------
+def make_colour_images(folder, n=8, size=48, ext=".jpg"):
+    """`n` smooth, saturated colour images (different hues) written into `folder`; returns their paths."""
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    paths = []
+    for i in range(n):
+        phase = 2 * np.pi * i / max(n, 1)
+        rgb = np.stack([0.5 + 0.5 * np.sin(phase + 6 * xx), 0.5 + 0.5 * np.sin(phase + 2 + 5 * yy),
+                        0.5 + 0.5 * np.sin(phase + 4 + 4 * (xx + yy))], axis=-1)
+        path = os.path.join(folder, f"img{i:02d}{ext}")
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(path, format=Image.registered_extensions()[ext])
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def generated_folder(tmp_path_factory):
+    """10 colour images (.jpg, and one each .jfif and .avif, the extensions `colorize` accepts too), a
+    corrupt .jpg and a hidden file."""
+    folder = tmp_path_factory.mktemp("generated")
+    make_colour_images(folder, 8)
+    Image.init()  # registers the AVIF writer where Pillow has one
+    Image.open(folder / "img00.jpg").save(folder / "extra.jfif", format="JPEG")
+    if "AVIF" in Image.SAVE:
+        Image.open(folder / "img01.jpg").save(folder / "extra.avif", format="AVIF")
+    (folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    (folder / ".hidden.jpg").write_bytes((folder / "img02.jpg").read_bytes())
+    return folder
+
+
+def test_training_data_accepts_every_image_extension(generated_folder):
+    from hf_colorize.common import IMAGE_EXTENSIONS, is_image_file
+    from hf_colorize.training.data import IMAGE_EXTENSIONS as DATA_EXTENSIONS
+    from hf_colorize.training.data import list_image_files
+
+    assert DATA_EXTENSIONS is IMAGE_EXTENSIONS and {".jfif", ".avif"} <= IMAGE_EXTENSIONS
+    names = [os.path.basename(p) for p in list_image_files(str(generated_folder))]
+    assert "extra.jfif" in names and ".hidden.jpg" not in names
+    assert all(is_image_file(n) for n in names)
+    if (generated_folder / "extra.avif").exists():
+        assert "extra.avif" in names
+    stream = ColorizationStream(str(generated_folder), crop_size=32, train=False)
+    keys = _keys(stream)
+    assert "extra.jfif" in keys and stream.stats.undecodable == 1  # the broken one, counted and skipped
+
+
+def _cli(argv, capsys):
+    from hf_colorize.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as done:  # argparse's usage errors exit (code 2) after printing their one line
+        code = done.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip().splitlines()
+
+
+def test_pack_cli_reports_each_bad_file_in_one_line_and_goes_on(generated_folder, tmp_path, capsys):
+    out = tmp_path / "packed"
+    code, stdout, err = _cli(["pack", str(generated_folder), str(out), "--max-side", "32", "--holdout-every", "4"], capsys)
+    assert code == 1  # a file failed; the others are packed
+    assert err == [f"hf-colorize pack: error: {generated_folder / 'zz_broken.jpg'}: "
+                   + err[0].split("zz_broken.jpg: ", 1)[1]] and "(skipped)" in err[0], err
+    assert "train:" in stdout and "test:" in stdout and "1 skipped" in stdout
+    shards = sorted(os.listdir(out))
+    assert shards and all(f.endswith(".parquet") and not f.startswith(".") for f in shards)
+    keys = set(_keys(ColorizationStream(str(out), split="train", crop_size=32, train=False)))
+    keys |= set(_keys(ColorizationStream(str(out), split="test", crop_size=32, train=False)))
+    assert "extra.jfif" in keys and len(keys) == len(os.listdir(generated_folder)) - 2
+    # packing into the same folder again would mix two packs' shards: refused (exit 2), unless --overwrite
+    code, _, err = _cli(["pack", str(generated_folder), str(out)], capsys)
+    assert code == 2 and len(err) == 1 and "already holds parquet shards" in err[0]
+    code, _, err = _cli(["pack", str(generated_folder), str(out), "--overwrite", "--shard-size", "100"], capsys)
+    assert code == 1 and sorted(os.listdir(out)) == ["train-00000-of-00001.parquet"]
+
+
+@pytest.mark.parametrize("argv, code, expected", [
+    (["pack", "{src}", "{out}", "--quality", "101"], 2, "argument --quality: must be in 1..100"),
+    (["pack", "{src}", "{out}", "--holdout-every", "1"], 2, "holdout_every must be 0"),
+    (["pack", "{src}", "{file}"], 2, "exists and is not a folder"),
+    (["pack", "{missing}", "{out}"], 1, "no such folder"),
+    (["pack", "{empty}", "{out}"], 1, "no images found"),
+    (["estimate-prior", "{src}", "-o", "{out}/p.safetensors", "--max-images", "0"], 2, "argument --max-images: must be >= 1"),
+    (["estimate-prior", "{src}", "-o", "{empty}"], 2, "is a folder"),
+    (["estimate-prior", "{src}", "-o", "{out}/p.safetensors", "--crop-size", "30"], 2, "must be a multiple of 8"),
+    (["estimate-prior", "{src}", "-o", "p.safetensors", "--bins", "{missing}"], 2, "--bins"),
+    (["estimate-prior", "{missing}", "-o", "{tmp}/p.safetensors"], 1, "not a folder of images or parquet shards"),
+    (["fit-palette", "{src}", "-o", "{tmp}/k.safetensors", "-k", "1"], 2, "argument -k/--num-bins: must be >= 2"),
+    (["fit-palette", "{src}", "-o", "{out}/k.safetensors"], 2, "does not exist"),
+    (["fit-palette", "{empty}", "-o", "{tmp}/k.safetensors"], 1, "folder contains no images"),
+    (["fit-palette", "{src}", "-o", "{tmp}/k.safetensors", "-k", "100000", "--max-images", "2"], 1, "need at least 100000 ab samples"),
+])
+def test_data_commands_fail_in_one_line_with_their_exit_code(argv, code, expected, generated_folder, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    names = {"src": str(generated_folder), "out": str(tmp_path / "out"), "file": str(tmp_path / "file.txt"),
+             "missing": str(tmp_path / "missing"), "empty": str(tmp_path / "empty"), "tmp": str(tmp_path)}
+    got, _, err = _cli([a.format(**names) for a in argv], capsys)
+    command = argv[0]
+    assert got == code and len(err) == 1, err
+    assert err[0].startswith(f"hf-colorize {command}: error: ") and expected in err[0], err
+    assert not (tmp_path / "out").exists() and os.listdir(tmp_path / "empty") == []
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".safetensors") or f.startswith(".")]
+
+
+def test_prior_and_palette_commands_write_safetensors_without_a_bar_off_a_terminal(generated_folder, tmp_path, capsys):
+    from hf_colorize.training.palette import load_palette
+    from hf_colorize.training.priors import load_prior
+
+    code, out, err = _cli(["fit-palette", str(generated_folder), "-o", str(tmp_path / "k.safetensors"), "-k", "16",
+                           "--size", "32", "--max-images", "4"], capsys)  # --size: the old spelling of --crop-size
+    assert code == 0 and err == [] and "16 palette bins" in out  # stderr is not a terminal: no bar
+    bins = load_palette(tmp_path / "k.safetensors")
+    assert bins.shape == (16, 2)
+    code, out, err = _cli(["estimate-prior", str(generated_folder), "-o", str(tmp_path / "p.safetensors"),
+                           "--bins", str(tmp_path / "k.safetensors"), "--crop-size", "32"], capsys)
+    from hf_colorize.training.data import list_image_files
+
+    usable = len(list_image_files(str(generated_folder))) - 1  # all but the broken one
+    assert code == 0 and err == [] and f"prior over 16 bins from {usable} images" in out and "1 undecodable" in out, out
+    prior = load_prior(tmp_path / "p.safetensors", bins)
+    assert torch.isclose(prior.sum(), torch.tensor(1.0)) and (prior > 0).all()
+    assert sorted(os.listdir(tmp_path)) == ["k.safetensors", "p.safetensors"]  # no temporaries left
+    # --progress draws the bar even off a terminal
+    code, _, err = _cli(["estimate-prior", str(generated_folder), "-o", str(tmp_path / "p2.safetensors"),
+                         "--crop-size", "32", "--progress"], capsys)
+    assert code == 0 and "prior" in "\n".join(err)

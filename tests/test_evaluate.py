@@ -9,12 +9,20 @@ import torch
 from PIL import Image
 
 from hf_colorize.cli import main
-from hf_colorize.data import center_crop
-from hf_colorize.evaluate import evaluate_model
-from hf_colorize.image_processing_colorization import rgb_to_lab
-from hf_colorize.metrics import AucAccumulator, colorfulness
+from hf_colorize.training.data import center_crop
+from hf_colorize.evaluation.protocol import evaluate_model
+from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
+from hf_colorize.evaluation.metrics import AucAccumulator, colorfulness
 
 SIZE = 64
+
+
+def _main(argv) -> int:
+    """`hf-colorize ARGV`'s exit code (argparse's usage errors exit through SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
 
 
 def _crops(paths, size=SIZE):
@@ -60,10 +68,10 @@ def test_results_do_not_depend_on_batching(api_result, tiny_model_dir, photo_pat
             assert again["results"][name][key] == pytest.approx(api_result["results"][name][key], rel=1e-5, abs=1e-6)
 
 
-def test_cli_writes_table_json_plot_and_contact_sheet(tiny_model_dir, imagenet_files, tmp_path, capsys):
+def test_cli_writes_table_json_plot_and_contact_sheet(tiny_model_dir, many_photo_files, tmp_path, capsys):
     out_json, plot, sheet = tmp_path / "r.json", tmp_path / "auc.png", tmp_path / "sheet.png"
     rc = main([
-        "evaluate", "--model", str(tiny_model_dir), "--dataset", str(imagenet_files[0].parent), "--limit", "6",
+        "evaluate", "--model", str(tiny_model_dir), "--dataset", str(many_photo_files[0].parent), "--limit", "6",
         "--size", str(SIZE), "--batch-size", "4", "--json", str(out_json), "--plot", str(plot),
         "--contact-sheet", str(sheet), "--sheet-images", "3",
     ])
@@ -83,7 +91,7 @@ def test_cli_writes_table_json_plot_and_contact_sheet(tiny_model_dir, imagenet_f
         inp, truth = arr[18:18 + 192, :192], arr[18:18 + 192, 384:]
         assert np.abs(inp[..., 0] - inp[..., 1]).max() <= 1
         assert np.abs(truth[..., 0] - truth[..., 2]).mean() > 3
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporaries left
 
 
 def test_grayscale_and_corrupt_photos_are_skipped_and_counted(tiny_model_dir, photo_paths, gray_photo_paths, tmp_path, capsys):
@@ -97,7 +105,8 @@ def test_grayscale_and_corrupt_photos_are_skipped_and_counted(tiny_model_dir, ph
     data = json.loads(out.read_text())
     assert data["num_images"] == 2
     assert data["skipped"]["grayscale"] == 1 and data["skipped"]["undecodable"] == 1
-    assert "broken.jpg" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "hf-colorize evaluate: warning: " in err and "broken.jpg: cannot decode, skipped" in err
 
 
 @pytest.mark.parametrize("case", ["missing_dataset", "only_gray", "bad_model", "bad_output_dir"])
@@ -112,17 +121,17 @@ def test_cli_errors_are_one_line(case, tiny_model_dir, gray_photo_paths, tmp_pat
         model = str(tmp_path / "no_model")
     else:
         extra = ["--json", str(tmp_path / "missing" / "r.json")]
-    rc = main(["evaluate", "--model", model, "--dataset", dataset, "--size", str(SIZE)] + extra)
+    rc = _main(["evaluate", "--model", model, "--dataset", dataset, "--size", str(SIZE)] + extra)
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1
-    assert len([line for line in err if line.startswith("hf-colorize: error:")]) == 1
+    assert rc == (2 if case == "bad_output_dir" else 1)  # a bad output path is a usage error, found first
+    assert len([line for line in err if line.startswith("hf-colorize evaluate: error:")]) == 1
     assert "Traceback" not in "\n".join(err)
     expected = {"missing_dataset": "nope", "only_gray": "no colour images", "bad_model": "cannot load model", "bad_output_dir": "does not exist"}
     assert expected[case] in err[-1]
 
 
 def test_streams_parquet_shards_by_split_and_names_a_missing_column(tiny_model_dir, photo_paths, gray_photo_paths, tmp_path, capsys):
-    from hf_colorize.data import pack_folder
+    from hf_colorize.training.data import pack_folder
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -138,7 +147,7 @@ def test_streams_parquet_shards_by_split_and_names_a_missing_column(tiny_model_d
     assert data["num_images"] + data["skipped"]["grayscale"] == report["written"]["test"] == 3
     assert main(["evaluate", "--model", str(tiny_model_dir), "--dataset", str(shards), "--image-column", "photo"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert "no column 'photo'" in err[-1] and sum(line.startswith("hf-colorize: error") for line in err) == 1
+    assert "no column 'photo'" in err[-1] and sum(line.startswith("hf-colorize evaluate: error") for line in err) == 1
 
 
 def test_network_size_changes_only_the_models_input(tiny_model_dir, photo_paths):
@@ -163,7 +172,34 @@ def test_network_size_changes_only_the_models_input(tiny_model_dir, photo_paths)
 
 
 def test_bad_network_size_is_one_line(tiny_model_dir, photo_paths):
-    from hf_colorize.evaluate import EvaluationError
+    from hf_colorize.evaluation.protocol import EvaluationError
 
     with pytest.raises(EvaluationError, match="network size must be a positive multiple of 8, got 30"):
         evaluate_model(tiny_model_dir, [str(photo_paths[0])], size=SIZE, network_size=30)
+
+
+def test_cli_usage_errors_exit_2_before_any_work(tmp_path, capsys):
+    """Bad ranges and unwritable outputs: one line, exit 2, before the model or the data are touched."""
+    missing = str(tmp_path / "no_such_dataset")
+    for extra, message in ((["--size", "30"], "argument --size: must be a multiple of 8"),
+                           (["--network-size", "7"], "argument --network-size: must be a multiple of 8"),
+                           (["--limit", "0"], "argument --limit: must be >= 1"),
+                           (["--temperature", "0"], "argument --temperature"),
+                           (["--decode-mode", "vivid"], "argument --decode-mode"),
+                           (["--decode", "vivid"], "argument --decode-mode/--decode: invalid choice: 'vivid'"),
+                           (["--json", str(tmp_path)], "--json " + str(tmp_path) + ": is a folder"),
+                           (["--plot", str(tmp_path / "x" / "p.png")], "does not exist")):
+        assert _main(["evaluate", "--dataset", missing, "--model", str(tmp_path / "no_model"), *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("hf-colorize evaluate: error:") and message in err[0], err
+
+
+def test_a_colorizer_gives_its_folders_numbers(tiny_model_dir, photo_paths, api_result):
+    """A loaded `Colorizer` gives the same numbers as its folder; its defaults are the protocol's."""
+    from hf_colorize.common import load_colorizer
+
+    paths = [str(p) for p in photo_paths[:4]]
+    same = evaluate_model(load_colorizer(str(tiny_model_dir)), paths, size=SIZE, batch_size=3)
+    assert same["results"] == api_result["results"]
+    warm = evaluate_model(load_colorizer(str(tiny_model_dir), temperature=1.0), paths[:2], size=SIZE)
+    assert warm["protocol"]["temperature"] == 1.0

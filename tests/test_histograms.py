@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_colorize.histograms import LAB_RANGES, AdaptiveMultiScaleBinning, histogram_distance
-from hf_colorize.image_processing_colorization import load_rgb, rgb_to_lab
+from hf_colorize.video.histograms import LAB_RANGES, AdaptiveMultiScaleBinning, histogram_distance
+from hf_colorize.models.colorization.image_processing_colorization import load_rgb, rgb_to_lab
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,10 @@ from safetensors.torch import load_file
 from skimage.color import rgb2lab
 
 from test_train import _args, _env, _weights, packed  # noqa: F401 - packed is a fixture
-from hf_colorize.train import list_checkpoints
+from hf_colorize.training.loop import list_checkpoints
 
-CLI = [sys.executable, "-m", "hf_colorize.cli"]
+CLI = [sys.executable, "-m", "hf_colorize"]
+pytestmark = pytest.mark.slow  # kills and reruns real subprocesses
 
 
 def _temporary_files(folder):
@@ -52,9 +53,9 @@ def _outputs(out):
     return {f: _digest(out / f) for f in os.listdir(out) if f.endswith("_colorized.png")} if out.is_dir() else {}
 
 
-def test_killed_batch_resumes_with_skip_existing(imagenet_files, tiny_model_dir, tmp_path):
+def test_killed_batch_resumes_with_skip_existing(many_photo_files, tiny_model_dir, tmp_path):
     """SIGKILL at a random moment once 3 of 30 outputs exist; the rerun skips those and does the rest."""
-    photos = [str(p) for p in imagenet_files[:30]]
+    photos = [str(p) for p in many_photo_files[:30]]
     out = tmp_path / "out"
     cmd = CLI + ["colorize", *photos, "-o", str(out), "--model", str(tiny_model_dir), "--batch-size", "1"]
     env = dict(_env(), HOME=str(tmp_path))
@@ -74,7 +75,7 @@ def test_killed_batch_resumes_with_skip_existing(imagenet_files, tiny_model_dir,
     done = subprocess.run(cmd + ["--skip-existing"], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stderr.strip().splitlines()[-1]
-    assert summary == f"hf-colorize: {len(photos) - len(finished)} colorized, {len(finished)} skipped (output exists)", summary
+    assert summary == f"hf-colorize colorize: {len(photos) - len(finished)} colorized, {len(finished)} skipped (output exists)", summary
     assert {f: _digest(out / f) for f in finished} == finished  # kept as they were, not redone
     assert set(_temporary_files(out)) <= set(left_by_kill)  # the rerun leaves none of its own
     _assert_complete_outputs(photos, out)
@@ -96,12 +97,12 @@ os.replace = _replace_then_die
 
 
 @pytest.fixture(scope="module")
-def killed_mid_write(imagenet_files, tiny_model_dir, tmp_path_factory):
+def killed_mid_write(many_photo_files, tiny_model_dir, tmp_path_factory):
     """A 6-photo batch killed while writing its 3rd output, then rerun with --skip-existing."""
     tmp = tmp_path_factory.mktemp("killed_mid_write")
     (tmp / "inject").mkdir()
     (tmp / "inject" / "sitecustomize.py").write_text(KILL_AT_RENAME)
-    photos = [str(p) for p in imagenet_files[30:36]]
+    photos = [str(p) for p in many_photo_files[30:36]]
     out = tmp / "out"
     cmd = CLI + ["colorize", *photos, "-o", str(out), "--model", str(tiny_model_dir), "--batch-size", "1"]
     env = _env()
@@ -119,7 +120,7 @@ def test_kill_during_a_write_never_leaves_a_partial_output(killed_mid_write):
     assert code == -signal.SIGKILL  # the injected kill happened, at the 3rd rename
     assert len(outputs) == 2 and len(temporaries) == 1  # 2 done; the 3rd written only under a temporary name
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert rerun.stderr.strip().splitlines()[-1] == "hf-colorize: 4 colorized, 2 skipped (output exists)"
+    assert rerun.stderr.strip().splitlines()[-1] == "hf-colorize colorize: 4 colorized, 2 skipped (output exists)"
     assert {f: _digest(out / f) for f in outputs} == outputs
     _assert_complete_outputs(photos, out)
 

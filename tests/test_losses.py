@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from hf_colorize.configuration_colorization import eccv16_ab_bins
-from hf_colorize.modeling_colorization import (
+from hf_colorize.models.colorization.configuration_colorization import eccv16_ab_bins
+from hf_colorize.models.colorization.modeling_colorization import (
     colorization_loss,
     rebalancing_weights,
     smooth_prior,
     soft_encode,
     soft_encode_dense,
 )
-from hf_colorize.palette import kmeans
-from hf_colorize.priors import bin_counts, estimate_prior
+from hf_colorize.training.palette import kmeans
+from hf_colorize.training.priors import bin_counts, estimate_prior
 
 BINS = torch.tensor(eccv16_ab_bins(), dtype=torch.float32)
 
@@ -129,7 +129,7 @@ def test_prior_estimated_from_known_colours():
     rgb = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
     rgb[0, 0, :, :8] = 255
     rgb[0, 2, :, 8:] = 255
-    from hf_colorize.data import lab_batch
+    from hf_colorize.training.data import lab_batch
 
     _, ab = lab_batch(rgb)
     counts = bin_counts(ab, BINS)

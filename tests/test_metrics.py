@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_colorize.image_processing_colorization import rgb_to_lab
-from hf_colorize.metrics import (
+from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
+from hf_colorize.evaluation.metrics import (
     AucAccumulator,
     ColorizationMetrics,
     HueAccuracyAccumulator,
@@ -114,7 +114,7 @@ def test_colorfulness_hand_computed():
 def _true_ab_of_photos(paths, size=128):
     from PIL import Image
 
-    from hf_colorize.data import center_crop
+    from hf_colorize.training.data import center_crop
 
     crops = [torch.from_numpy(np.array(center_crop(Image.open(p).convert("RGB"), size))).permute(2, 0, 1) for p in paths]
     rgb = torch.stack(crops)

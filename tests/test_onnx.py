@@ -1,16 +1,18 @@
 """ONNX export: onnxruntime gives the torch model's logits and ab on real photos, at any size and batch."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # ONNX export
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from hf_colorize import ColorizationConfig, ColorizationImageProcessor, ColorizationModel, decode_ab  # noqa: E402
-from hf_colorize.onnx_export import onnx_session, run_onnx  # noqa: E402
+from hf_colorize.export.onnx import onnx_session, run_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def exported(small_model, tmp_path_factory):
     """Export through the command users run (it also checks onnxruntime against torch on its own)."""
     _, model_dir = small_model
     out = tmp_path_factory.mktemp("onnx") / "colorizer.onnx"
-    cmd = [sys.executable, "-m", "hf_colorize.cli", "export-onnx", str(model_dir), "-o", str(out), "--size", "64"]
+    cmd = [sys.executable, "-m", "hf_colorize", "export-onnx", str(model_dir), "-o", str(out), "--size", "64"]
     ok = subprocess.run(cmd, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert out.stat().st_size > 100_000 and "onnxruntime vs torch" in ok.stdout
@@ -63,7 +65,39 @@ def test_onnxruntime_parity_on_photos(small_model, exported, photo_paths, size, 
 
 
 def test_export_cli_bad_model(tmp_path):
-    cmd = [sys.executable, "-m", "hf_colorize.cli", "export-onnx"]
+    cmd = [sys.executable, "-m", "hf_colorize", "export-onnx"]
     bad = subprocess.run(cmd + [str(tmp_path / "no_model"), "-o", str(tmp_path / "x.onnx")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "cannot load model" in bad.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("argv, code, expected", [
+    (["-o", "{out}", "--size", "30"], 2, "argument --size: must be a multiple of 8, got 30"),
+    (["-o", "{out}", "--opset", "zero"], 2, "argument --opset: not an integer: 'zero'"),
+    (["-o", "{folder}"], 2, "is a folder; give a file name ending in .onnx"),
+    (["{missing}", "-o", "{out}"], 1, "cannot load model {missing}"),
+])
+def test_export_cli_errors_are_one_line_with_exit_codes(argv, code, expected, tmp_path, capsys):
+    from hf_colorize.cli import main
+
+    names = {"out": str(tmp_path / "x.onnx"), "folder": str(tmp_path), "missing": str(tmp_path / "no_model")}
+    try:
+        got = main(["export-onnx", *[a.format(**names) for a in argv]])
+    except SystemExit as done:  # argparse's usage errors exit (code 2) after printing their one line
+        got = done.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert got == code and len(err) == 1, err
+    assert err[0].startswith("hf-colorize export-onnx: error: ") and expected.format(**names) in err[0], err
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_parity_check_leaves_no_file(small_model, tmp_path, monkeypatch):
+    """The parity check runs on the temporary file: an export that fails it never gets the final name."""
+    from hf_colorize.common import ConversionError
+    from hf_colorize.export import onnx as onnx_export
+
+    model, _ = small_model
+    monkeypatch.setattr(onnx_export, "parity_error", lambda *a, **k: 1.0)
+    with pytest.raises(ConversionError, match="differs from torch by 1.000"):
+        onnx_export.export_model(model, tmp_path / "m.onnx", size=32, check=True)
+    assert os.listdir(tmp_path) == []

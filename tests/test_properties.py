@@ -20,8 +20,8 @@ from scipy.spatial import ConvexHull
 from skimage.color import rgb2lab
 
 from hf_colorize import ColorizationConfig, ColorizationImageProcessor, ColorizationModel, eccv16_ab_bins
-from hf_colorize.image_processing_colorization import lab_to_rgb, rgb_to_lab
-from hf_colorize.modeling_colorization import decode_ab, rebalancing_weights, soft_encode
+from hf_colorize.models.colorization.image_processing_colorization import lab_to_rgb, rgb_to_lab
+from hf_colorize.models.colorization.modeling_colorization import decode_ab, rebalancing_weights, soft_encode
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ECCV_BINS = torch.tensor(eccv16_ab_bins(), dtype=torch.float32)
@@ -194,7 +194,7 @@ def test_processor_and_post_processing_keep_lightness(tiny, image):
     model, processor = tiny
     pil = Image.fromarray(image)
     with torch.no_grad():
-        outputs = model(**processor(pil))
+        outputs = model(pixel_values=processor(pil)["pixel_values"])
     l_in = rgb2lab(image / 255.0)[..., 0]
     rgb = processor.post_process_colorization(outputs, images=[pil], output_type="pt")[0]
     assert rgb.shape == (3, *image.shape[:2])

@@ -110,6 +110,7 @@ def test_saved_folder_holds_self_contained_remote_code(tiny_model_dir):
                     assert root.split(".")[0] in allowed, f"{name} imports {root}"
 
 
+@pytest.mark.slow
 def test_remote_code_matches_installed_package(tiny_model_dir, photo, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

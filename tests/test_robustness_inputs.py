@@ -1,4 +1,4 @@
-"""Hostile and odd input files (tests/hostile.py, made from a real shared photo) through every entry point:
+"""Hostile and odd input files (tests/hostile.py, made from a real photo) through every entry point:
 the image processor, the pipeline, the CLI (in process and as a real subprocess), the Space's functions,
 the training stream and the video command.
 
@@ -131,7 +131,7 @@ def test_pipeline_errors_name_the_file(cases, tiny_model_dir):
 # CLI
 # --------------------------------------------------------------------------------------------------
 def _check_cli_run(cases, out_dir, code, stderr):
-    errors = [line for line in stderr.splitlines() if line.startswith("hf-colorize: error:")]
+    errors = [line for line in stderr.splitlines() if line.startswith("hf-colorize colorize: error:")]
     assert "Traceback" not in stderr, stderr[-3000:]
     assert code == 1, stderr[-3000:]
     invalid = [c for c in cases if not c.valid]
@@ -144,7 +144,7 @@ def _check_cli_run(cases, out_dir, code, stderr):
     assert not [p for p in problems if p], "\n".join(p for p in problems if p)
     assert sorted(os.listdir(out_dir)) == sorted(output_name(c) for c in cases if c.valid)
     summary = stderr.strip().splitlines()[-1]
-    assert summary == f"hf-colorize: {sum(c.valid for c in cases)} colorized, {len(invalid)} failed", summary
+    assert summary == f"hf-colorize colorize: {sum(c.valid for c in cases)} colorized, {len(invalid)} failed", summary
 
 
 def test_cli_in_process(cases, tiny_model_dir, tmp_path, capsys):
@@ -159,10 +159,11 @@ def _subprocess_env(tmp):
     return dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=ROOT, HOME=str(tmp))
 
 
+@pytest.mark.slow
 def test_cli_subprocess_on_the_folder(cases, hostile_dir, tiny_model_dir, tmp_path):
     """The real command on the whole folder, with file names passed and printed as raw bytes."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "hf_colorize.cli", "colorize", os.fsencode(hostile_dir), "-o", os.fsencode(out),
+    cmd = [sys.executable, "-m", "hf_colorize", "colorize", os.fsencode(hostile_dir), "-o", os.fsencode(out),
            "--model", str(tiny_model_dir), "--size", "64"]
     done = subprocess.run(cmd, env=_subprocess_env(tmp_path), capture_output=True, timeout=600)
     _check_cli_run(cases, str(out), done.returncode, done.stderr.decode("utf-8", "surrogateescape"))
@@ -177,19 +178,20 @@ def _without_root_override():
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+@pytest.mark.slow
 def test_cli_read_only_output_folder(cases, tiny_model_dir, tmp_path):
     valid = [c for c in cases if c.valid][:3]
     out = tmp_path / "read_only"
     out.mkdir()
     out.chmod(0o555)
-    cmd = [sys.executable, "-m", "hf_colorize.cli", "colorize", *[c.path for c in valid], "-o", str(out),
+    cmd = [sys.executable, "-m", "hf_colorize", "colorize", *[c.path for c in valid], "-o", str(out),
            "--model", str(tiny_model_dir), "--size", "64"]
     try:
         done = subprocess.run(cmd, env=_subprocess_env(tmp_path), capture_output=True, text=True, timeout=600,
                               preexec_fn=_without_root_override if os.geteuid() == 0 else None)
     finally:
         out.chmod(0o755)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("hf-colorize: error:")]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("hf-colorize colorize: error:")]
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert len(errors) == len(valid), done.stderr
     for case, line in zip(valid, errors):
@@ -213,7 +215,7 @@ def test_cli_refuses_to_overwrite_its_input(cases, tiny_model_dir, tmp_path, cap
     twin.write_bytes(before)
     assert main(["colorize", str(photo), str(twin), "--model", str(tiny_model_dir), "--size", "64"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert [e for e in err if "error:" in e] == [f"hf-colorize: error: {photo}: output {twin} is an input; refusing to overwrite it"]
+    assert [e for e in err if "error:" in e] == [f"hf-colorize colorize: error: {photo}: output {twin} is an input; refusing to overwrite it"]
     assert photo.read_bytes() == before and twin.read_bytes() == before
     assert (tmp_path / "photo_colorized_colorized.png").is_file()
 
@@ -278,7 +280,7 @@ def test_space_batch_keeps_good_results_and_lists_bad_files(cases, space_functio
 # Training stream
 # --------------------------------------------------------------------------------------------------
 def test_training_stream_survives_and_counts(cases, hostile_dir):
-    from hf_colorize.data import ColorizationStream
+    from hf_colorize.training.data import ColorizationStream
 
     stream = ColorizationStream(hostile_dir, crop_size=32, train=False)
     items = list(stream)
@@ -294,7 +296,7 @@ def test_training_stream_survives_and_counts(cases, hostile_dir):
 
 
 def test_training_stream_refuses_decompression_bombs(cases, hostile_dir):
-    from hf_colorize.data import ColorizationStream
+    from hf_colorize.training.data import ColorizationStream
 
     stream = ColorizationStream(hostile_dir, crop_size=32, train=False)
     list(stream)
@@ -302,7 +304,7 @@ def test_training_stream_refuses_decompression_bombs(cases, hostile_dir):
 
 
 def test_training_stream_applies_exif_orientation(cases, hostile_dir):
-    from hf_colorize.data import ColorizationStream, center_crop
+    from hf_colorize.training.data import ColorizationStream, center_crop
 
     items = {it["key"]: it["rgb"] for it in ColorizationStream(hostile_dir, crop_size=32, train=False)}
     for case in [c for c in cases if c.name.startswith("EXIF")]:
@@ -360,7 +362,7 @@ def _bad_videos(folder, photo, cases):
 
 
 def test_video_bad_files_get_one_line_errors_and_no_output(cases, photo_paths, tiny_model_dir, tmp_path, capsys):
-    pytest.importorskip("hf_colorize.video", reason="hf_colorize/video.py is not written yet")
+    pytest.importorskip("hf_colorize.video.colorize", reason="hf_colorize/video.py is not written yet")
     from hf_colorize.cli import main
 
     for video in _bad_videos(tmp_path / "videos", photo_paths[0], cases):
@@ -372,7 +374,7 @@ def test_video_bad_files_get_one_line_errors_and_no_output(cases, photo_paths, t
 
 
 def test_video_animated_gif_is_colorized_frame_by_frame(cases, tiny_model_dir, tmp_path, capsys):
-    pytest.importorskip("hf_colorize.video", reason="hf_colorize/video.py is not written yet")
+    pytest.importorskip("hf_colorize.video.colorize", reason="hf_colorize/video.py is not written yet")
     import av
 
     from hf_colorize.cli import main

@@ -22,7 +22,8 @@ from hf_colorize import eccv16_ab_bins
 from test_train import _args, packed  # noqa: F401 - packed is a fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = sorted(glob.glob(os.path.join(ROOT, "hf_colorize", "*.py")) + glob.glob(os.path.join(ROOT, "spaces_app", "*.py")))
+SOURCES = sorted(glob.glob(os.path.join(ROOT, "hf_colorize", "**", "*.py"), recursive=True)
+                 + glob.glob(os.path.join(ROOT, "spaces_app", "*.py")))  # every subpackage (training/, hub/, ...)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,8 +157,8 @@ def _is_safetensors(path):
 
 
 def test_priors_and_palettes_are_safetensors(tmp_path):
-    from hf_colorize.palette import load_palette, save_palette
-    from hf_colorize.priors import load_prior, save_prior
+    from hf_colorize.training.palette import load_palette, save_palette
+    from hf_colorize.training.priors import load_prior, save_prior
 
     bins = torch.tensor(eccv16_ab_bins(), dtype=torch.float32)
     prior = torch.rand(bins.shape[0]) + 0.1
@@ -175,8 +176,8 @@ def test_priors_and_palettes_are_safetensors(tmp_path):
 
 
 def test_pickled_palette_and_prior_are_refused_without_running_code(evil, tmp_path):
-    from hf_colorize.palette import load_palette
-    from hf_colorize.priors import load_prior
+    from hf_colorize.training.palette import load_palette
+    from hf_colorize.training.priors import load_prior
 
     write, _ = evil
     fake = write(tmp_path / "palette.safetensors", {"ab_bins": torch.zeros(313, 2), "bin_prior": torch.ones(313)})
@@ -188,7 +189,7 @@ def test_pickled_palette_and_prior_are_refused_without_running_code(evil, tmp_pa
 
 
 def test_pickled_prior_gives_a_one_line_error(evil, tmp_path):
-    from hf_colorize.priors import load_prior
+    from hf_colorize.training.priors import load_prior
 
     write, _ = evil
     fake = write(tmp_path / "prior.safetensors", {"bin_prior": torch.ones(313)})
@@ -257,6 +258,7 @@ def _poisoned_run(tiny_checkpoint, tmp_path, write):
     return argv(4, copy)
 
 
+@pytest.mark.slow
 def test_poisoned_training_checkpoint_never_runs_code(tiny_checkpoint, evil, tmp_path):
     from hf_colorize.cli import main
 
@@ -269,6 +271,7 @@ def test_poisoned_training_checkpoint_never_runs_code(tiny_checkpoint, evil, tmp
     assert code != 0  # it must not silently resume from a checkpoint it could not read
 
 
+@pytest.mark.slow
 def test_unreadable_training_checkpoint_gives_a_one_line_error(tiny_checkpoint, evil, tmp_path, capsys):
     from hf_colorize.cli import main
 
@@ -294,6 +297,7 @@ print(" ".join(type(o).__module__ for o in objs), image.size[0], image.size[1])
 """
 
 
+@pytest.mark.slow
 def test_no_trust_remote_code_needed_when_installed(tiny_model_dir, photo_paths, tmp_path):
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert "auto_map" in config and (tiny_model_dir / "modeling_colorization.py").is_file()  # remote code is there
@@ -372,6 +376,7 @@ def test_malformed_config_through_the_cli_is_one_line(tiny_model_dir, photo_path
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_config_without_model_type_never_waits_for_a_prompt(tiny_model_dir, photo_paths, tmp_path):
     """Without a known model_type, transformers offers to run the folder's code (its auto_map); with stdin
     closed (batch jobs, servers) the CLI must fail at once with one line, not wait for an answer."""
@@ -381,12 +386,13 @@ def test_config_without_model_type_never_waits_for_a_prompt(tiny_model_dir, phot
     done = subprocess.run([sys.executable, "-m", "hf_colorize.cli", "colorize", str(photo_paths[0]), "-o", str(out),
                            "--model", str(folder)], stdin=subprocess.DEVNULL, env=_env(tmp_path),
                           capture_output=True, text=True, timeout=900)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("hf-colorize: error:")]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("hf-colorize colorize: error:")]
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert len(errors) == 1 and f"cannot load model {folder}" in errors[0], done.stderr[-2000:]
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_model_folders_code_is_never_offered_to_run(tiny_model_dir, photo_paths, tmp_path, monkeypatch, capsys):
     """Answering "y" to transformers' prompt would run the .py files shipped in a downloaded model folder;
     the CLI and the Space must refuse such a folder without asking."""

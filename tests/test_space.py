@@ -16,6 +16,7 @@ import time
 import zipfile
 import zlib
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -116,7 +117,7 @@ def served_subprocess(tmp_dir, **env_values):
 
 def lab_of(path):
     """Any image file -> CIE Lab `(3, H, W)` (the package's own colour maths)."""
-    from hf_colorize.image_processing_colorization import load_rgb, rgb_to_lab
+    from hf_colorize.models.colorization.image_processing_colorization import load_rgb, rgb_to_lab
 
     return rgb_to_lab(load_rgb(str(path)))
 
@@ -205,6 +206,14 @@ def test_model_choice_loads_each_model_once(space, photo_paths, tiny_model_dir):
         assert_colorized(result, photo_paths[3])
     assert models.get(str(tiny_model_dir)) is first
     assert first.model.config.width_multiplier == 0.125
+    # the one inference path: the Space's result is the Colorizer's own, pixel for pixel
+    from PIL import Image
+
+    from hf_colorize import Colorizer
+
+    assert isinstance(first, Colorizer)
+    with Image.open(result) as served_image:
+        assert (np.asarray(served_image.convert("RGB")) == first(str(photo_paths[3]), size=64, output_type="np")).all()
 
 
 def _app_error(client, *args, **kwargs) -> str:
@@ -314,8 +323,8 @@ def write_gray_clip(path, photo, frames, width, height):
     """An mp4 panning over a real photo, in gray (the package's own clip maker and writer)."""
     from fractions import Fraction
 
-    from hf_colorize.video_clips import gray_frame, make_clip, render_frames
-    from hf_colorize.video_io import VideoWriter
+    from hf_colorize.video.clips import gray_frame, make_clip, render_frames
+    from hf_colorize.video.io import VideoWriter
 
     writer = VideoWriter(str(path), width, height, Fraction(12), Fraction(1, 12))
     for i, rgb in enumerate(render_frames(make_clip("pan", [str(photo)], frames, width, height))):
@@ -327,13 +336,13 @@ def write_gray_clip(path, photo, frames, width, height):
 def test_video_tab_colorizes_a_clip(space, photo_paths, tmp_path):
     app, _, client, _, _ = space
     if app._video_function() is None:
-        pytest.skip("this install has no hf_colorize.video; the Space hides its video tab")
+        pytest.skip("this install has no hf_colorize.video.colorize; the Space hides its video tab")
     from gradio_client import handle_file
 
     import torch
 
-    from hf_colorize.image_processing_colorization import rgb_to_lab
-    from hf_colorize.video_io import VideoReader
+    from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
+    from hf_colorize.video.io import VideoReader
 
     def frame_lab(frame):
         return rgb_to_lab(torch.from_numpy(frame.rgb.copy()).permute(2, 0, 1).float() / 255)

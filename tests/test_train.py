@@ -14,17 +14,17 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from hf_colorize.data import pack_folder
-from hf_colorize.train import list_checkpoints
+from hf_colorize.training.data import pack_folder
+from hf_colorize.training.loop import list_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory, imagenet_files):
+def packed(tmp_path_factory, many_photo_files):
     """40 real photos (long side 96) packed into 4 train shards + a test split."""
     folder = tmp_path_factory.mktemp("train_photos")
-    for p in imagenet_files[:44]:
+    for p in many_photo_files[:44]:
         with Image.open(p) as im:
             im.thumbnail((96, 96))
             im.save(folder / (p.stem + ".jpg"), quality=90)
@@ -49,6 +49,7 @@ def _weights(path):
     return load_file(os.path.join(path, "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_train_end_to_end_exports_a_loadable_model(packed, tmp_path):
     from hf_colorize.cli import main
 
@@ -73,10 +74,11 @@ def test_train_end_to_end_exports_a_loadable_model(packed, tmp_path):
     assert logs
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(packed, tmp_path):
     """Kill the run twice at checkpoints, resume each time: same final step and the same weights as an
     uninterrupted run (step counter, optimizer, scheduler, RNG and data position all restored)."""
-    cmd = [sys.executable, "-m", "hf_colorize.cli"]
+    cmd = [sys.executable, "-m", "hf_colorize"]
     subprocess.run(cmd + _args(packed, tmp_path / "ref", steps=12, every=4), check=True, env=_env(),
                    capture_output=True, timeout=600)
     run_dir = tmp_path / "killed"
@@ -101,14 +103,20 @@ def test_killed_run_resumes_exactly(packed, tmp_path):
         assert torch.equal(ref[k], got[k]), k
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_data_parallel(packed, tmp_path):
     """torchrun with 2 gloo processes: each rank streams disjoint samples; weights end identical."""
     log = tmp_path / "samples"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "hf_colorize.cli"] + _args(packed, tmp_path / "ddp", steps=4, every=0, extra=["--log-samples", str(log)])
-    cmd = [c for c in cmd if c != "--eval-split" and c != "test"]
+           "-m", "hf_colorize"] + _args(packed, tmp_path / "ddp", steps=4, every=0, extra=["--log-samples", str(log)])
+    cmd = [c for c in cmd if c != "--eval-split" and c != "test"] + ["--checkpoint-every", "4"]  # one, at the end
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the checkpoint is written by both ranks into the main process's temporary folder, then renamed
+    (ckpt,) = list_checkpoints(tmp_path / "ddp")
+    assert {"stream_state_0.json", "stream_state_1.json", "trainer_state.json"} <= set(os.listdir(ckpt))
+    assert json.load(open(os.path.join(ckpt, "trainer_state.json"))) == {"step": 4, "num_processes": 2}
+    assert [d for d in os.listdir(tmp_path / "ddp" / "checkpoints") if d.startswith(".")] == []
     ranks = [open(f"{log}.rank{r}").read().split() for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 16  # 4 steps x batch 4 per rank
     assert not set(ranks[0]) & set(ranks[1])  # disjoint: 32 distinct photos < one epoch (36 colour photos)
@@ -117,6 +125,7 @@ def test_two_cpu_processes_data_parallel(packed, tmp_path):
     assert prints[0]["checksum"] == prints[1]["checksum"] and prints[0]["abs_sum"] == prints[1]["abs_sum"]
 
 
+@pytest.mark.slow
 def test_disk_full_while_checkpointing_keeps_earlier_checkpoints(packed, tmp_path, monkeypatch, capsys):
     from accelerate import Accelerator
 
@@ -151,4 +160,116 @@ def test_bad_dataset_gives_one_line_error(tmp_path, capsys):
     assert main(["train", "--dataset", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "o"),
                  "--report-to", "none"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "missing" in err[0] and err[0].startswith("hf-colorize: error:")
+    assert len(err) == 1 and "missing" in err[0] and err[0].startswith("hf-colorize train: error:")
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks before training, one-line errors and exit codes (generated photos: no ../shared needed)
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory):
+    from test_data import make_colour_images
+
+    folder = tmp_path_factory.mktemp("colour")
+    make_colour_images(folder, 12, size=48)
+    return folder
+
+
+def _train_cli(argv, capsys):
+    from hf_colorize.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as done:  # argparse's usage errors exit (code 2) after printing their one line
+        code = done.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip().splitlines()
+
+
+def _quick(dataset, out, *extra):
+    return ["train", "--dataset", str(dataset), "--output-dir", str(out), "--width", "0.125", "--crop-size", "32",
+            "--batch-size", "4", "--max-steps", "2", "--warmup-steps", "1", "--prior-images", "8",
+            "--shuffle-buffer", "4", "--report-to", "none", *extra]
+
+
+@pytest.mark.parametrize("extra, code, expected", [
+    (["--push-to-hub"], 2, "--push-to-hub needs --hub-model-id USER/NAME"),
+    (["--push-to-hub", "--hub-model-id", "no-namespace"], 2, "--hub-model-id 'no-namespace' must look like user/name"),
+    (["--push-to-hub", "--hub-model-id", "me/bad..name"], 2, "--hub-model-id 'me/bad..name' is not a valid Hub repo id"),
+    (["--push-to-hub", "--repo-id", "me/colorizer"], 1, "HF_HUB_OFFLINE is set"),  # offline: known before training
+    (["--crop-size", "30"], 2, "argument --crop-size: must be a multiple of 8, got 30"),
+    (["--max-steps", "0"], 2, "argument --max-steps: must be >= 1, got 0"),
+    (["--lr", "fast"], 2, "argument --lr: not a number: 'fast'"),
+    (["--betas", "0.9", "1"], 2, "--betas must be two numbers in [0, 1), got 0.9 1.0"),
+    (["--output-dir", "{file}"], 2, "exists and is not a folder"),
+    (["--prior", "{missing}"], 2, "--prior {missing}: no such file"),
+    (["--resume-from", "{tmp}"], 2, "not a complete checkpoint (no trainer_state.json)"),
+])
+def test_bad_settings_fail_before_training(extra, code, expected, colour_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "file.txt").write_text("x")
+    names = {"file": str(tmp_path / "file.txt"), "missing": str(tmp_path / "missing"), "tmp": str(tmp_path)}
+    out = tmp_path / "run"
+    argv = [a.format(**names) for a in _quick(colour_folder, out, *extra)]
+    got, stdout, err = _train_cli(argv, capsys)
+    assert got == code and len(err) == 1, err
+    assert err[0].startswith("hf-colorize train: error: ") and expected.format(**names) in err[0], err
+    assert not out.exists()  # nothing trained, no checkpoint written
+    assert stdout == ""
+
+
+def test_push_to_hub_without_a_token_fails_before_training(colour_folder, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    code, _, err = _train_cli(_quick(colour_folder, tmp_path / "run", "--push-to-hub", "--hub-model-id", "me/c"), capsys)
+    assert code == 1 and err == ["hf-colorize train: error: no Hugging Face token: set HF_TOKEN, run `hf auth login`, "
+                                 "or pass --token"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_gray_only_dataset_fails_in_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    for i in range(4):
+        Image.new("L", (40, 40), 40 * i).save(gray / f"g{i}.png")
+    code, _, err = _train_cli(_quick(gray, tmp_path / "run"), capsys)
+    assert code == 1 and len(err) == 1 and err[0].startswith("hf-colorize train: error: bin prior: "), err
+    assert not list_checkpoints(tmp_path / "run") and not (tmp_path / "run" / "final").exists()
+
+
+def test_quick_run_on_generated_photos(colour_folder, tmp_path, capsys):
+    """A two-step run from Python and the command line alike: checkpoints and final/ under their final
+    names only (written through atomic_path), training_args.json from the config, no bar off a terminal."""
+    from hf_colorize.training.loop import TrainingConfig, train
+
+    out = tmp_path / "run"
+    code, stdout, err = _train_cli(_quick(colour_folder, out, "--checkpoint-every", "1", "--checkpoints-total-limit", "1",
+                                          "--log-every", "1"), capsys)
+    assert code == 0, err
+    assert "step 1: loss=" in stdout and "step 2: loss=" in stdout and not [l for l in err if "train:" in l]
+    assert [os.path.basename(c) for c in list_checkpoints(out)] == ["checkpoint-2"]
+    assert sorted(os.listdir(out / "checkpoints")) == ["checkpoint-2"] and not [f for f in os.listdir(out) if f.startswith(".")]
+    recorded = json.load(open(out / "final" / "training_args.json"))
+    assert recorded["crop_size"] == 32 and recorded["betas"] == [0.9, 0.99] and recorded["dataset"] == str(colour_folder)
+    # the same run from Python, resumed from its checkpoint: nothing left to do but export again
+    config = TrainingConfig.from_args(recorded, progress=False)
+    assert train(config) == str(out / "final")
+    assert "resumed from" in capsys.readouterr().out
+
+
+def test_stale_temporary_folders_of_dead_runs_are_swept(tmp_path):
+    from hf_colorize.training.loop import remove_stale_folders
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".checkpoint-8.{dead.stdout.strip()}.abc.part"
+    live = tmp_path / f".checkpoint-12.{os.getpid()}.abc.part"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"partial")
+    remove_stale_folders(tmp_path)
+    assert not stale.exists() and live.exists()

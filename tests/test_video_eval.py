@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from hf_colorize.image_processing_colorization import rgb_to_lab
-from hf_colorize.video_clips import (KINDS, cut_frames, gray_frame, make_clip, render_frames, true_flow, warp,
+from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
+from hf_colorize.video.clips import (KINDS, cut_frames, gray_frame, make_clip, render_frames, true_flow, warp,
                                      write_clip_folders)
-from hf_colorize.video_eval import VideoMetrics, evaluate_frames, frame_ab
+from hf_colorize.video.metrics import VideoMetrics, evaluate_frames, frame_ab
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_flicker_raises_warping_error_and_cdc(clips):
     for rgb in frames:
         lab = _lab(rgb)
         lab[1:] += torch.tensor(rng.normal(0, 12, size=2), dtype=torch.float32).view(2, 1, 1)
-        from hf_colorize.image_processing_colorization import lab_to_rgb
+        from hf_colorize.models.colorization.image_processing_colorization import lab_to_rgb
 
         jittered.append((lab_to_rgb(lab).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     clean = evaluate_frames(frames, frames, spec)
@@ -119,21 +119,48 @@ def test_cli_make_clip_then_evaluate(tmp_path, photo_paths, capsys):
     assert "warping_error" in capsys.readouterr().out
 
 
-def test_cli_errors_are_one_line(tmp_path, photo_paths, capsys):
+def _main(argv) -> int:
+    """`hf-colorize ARGV`'s exit code (argparse's usage errors exit through SystemExit)."""
     from hf_colorize.cli import main
 
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_cli_errors_are_one_line(tmp_path, photo_paths, capsys):
     spec = make_clip("pan", [photo_paths[0]], 4, 64, 48)
     write_clip_folders(spec, str(tmp_path / "c"))
-    bad = [
-        ["video-eval", str(tmp_path / "nope.mp4"), "--clip", str(tmp_path / "c" / "clip.json")],
-        ["video-eval", str(tmp_path / "c" / "input"), "--clip", str(tmp_path / "c" / "gt" / "frame_000000.png")],
-        ["video-eval", str(tmp_path / "c" / "input")],
-        ["video-eval", "--make-clip", "cut", "--photo", str(photo_paths[0]), "-o", str(tmp_path / "x")],
+    clip = str(tmp_path / "c" / "clip.json")
+    bad = [  # (arguments, exit code, message)
+        ([str(tmp_path / "nope.mp4"), "--clip", clip], 1, "no such file"),
+        ([str(tmp_path / "c" / "input"), "--clip", str(tmp_path / "c" / "gt" / "frame_000000.png")], 1, "not a clip spec"),
+        ([str(tmp_path / "c" / "input")], 2, "give --clip"),
+        ([], 2, "give the colorized video"),
+        (["--make-clip", "cut", "--photo", str(photo_paths[0]), "-o", str(tmp_path / "x")], 2, "needs 2 photos"),
+        (["--make-clip", "pan", "--photo", str(photo_paths[0])], 2, "needs -o"),
+        (["--make-clip", "pan", "--photo", str(photo_paths[0]), "-o", clip], 2, "is a file"),
+        (["--make-clip", "pan", "--frames", "0", "-o", str(tmp_path / "x")], 2, "argument --frames: must be >= 1"),
+        ([str(tmp_path / "c" / "input"), "--clip", clip, "--json", str(tmp_path / "no" / "m.json")], 2, "does not exist"),
     ]
-    for argv in bad:
-        assert main(argv) == 1
+    for argv, code, message in bad:
+        assert _main(["video-eval", *argv]) == code, argv
         err = capsys.readouterr().err.strip()
-        assert err.startswith("hf-colorize video-eval: error:") and "\n" not in err, err
+        assert err.startswith("hf-colorize video-eval: error:") and message in err and "\n" not in err, err
+    assert not (tmp_path / "x").exists()
     os.remove(tmp_path / "c" / "input" / "frame_000003.png")
-    assert main(["video-eval", str(tmp_path / "c" / "input"), "--clip", str(tmp_path / "c" / "clip.json")]) == 1
+    assert _main(["video-eval", str(tmp_path / "c" / "input"), "--clip", clip]) == 1
     assert "3 frames but the clip has 4" in capsys.readouterr().err
+
+
+def test_clip_json_and_metrics_json_are_written_atomically(tmp_path, clips):
+    from hf_colorize.video.clips import load_clip, save_clip
+    from hf_colorize.video.metrics import write_json
+
+    spec, frames = clips["pan"]
+    save_clip(spec, str(tmp_path / "clip.json"))
+    assert load_clip(str(tmp_path / "clip.json")) == spec
+    write_json(evaluate_frames(frames, frames, spec), str(tmp_path / "m.json"))
+    assert json.loads((tmp_path / "m.json").read_text())["frames"] == 10
+    assert sorted(os.listdir(tmp_path)) == ["clip.json", "m.json"]  # no temporaries left

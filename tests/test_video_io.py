@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from hf_colorize.video_clips import make_clip, render_frames
-from hf_colorize.video_io import VideoIOError, VideoReader, VideoWriter
+from hf_colorize.video.clips import make_clip, render_frames
+from hf_colorize.video.io import VideoIOError, VideoReader, VideoWriter
 
 VFR_PTS = [0, 40, 80, 200, 240, 400, 440, 480, 520, 700, 740, 780]  # ms: irregular gaps
 
@@ -138,7 +138,9 @@ def test_odd_size_is_padded_and_noted(tmp_path, clip_frames):
     assert any("padded 127x95 to 128x96" in n for n in result["notes"])
     back, frames2 = _read_all(tmp_path / "odd.mp4")
     assert (back.info.width, back.info.height) == (128, 96)
-    assert np.abs(frames2[2].rgb[:95, :127].astype(int) - odd[2].astype(int)).mean() < 4
+    # x264 at crf 18 on a tiny, detailed frame (skimage astronaut: 4.1 mean, the same before the padding);
+    # a misplaced or garbled picture would be off by tens
+    assert np.abs(frames2[2].rgb[:95, :127].astype(int) - odd[2].astype(int)).mean() < 6
 
 
 def test_folder_frames_sort_naturally_and_use_given_fps(tmp_path, clip_frames):

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from hf_colorize import ColorizationImageProcessor, eccv16_ab_bins
-from hf_colorize.modeling_colorization import decode_ab, soft_encode_dense
-from hf_colorize.temporal import TemporalConfig, TemporalSmoother, block_match
-from hf_colorize.video_clips import cut_frames, gray_frame, make_clip, render_frames, true_flow
+from hf_colorize.models.colorization.modeling_colorization import decode_ab, soft_encode_dense
+from hf_colorize.video.temporal import TemporalConfig, TemporalSmoother, block_match
+from hf_colorize.video.clips import cut_frames, gray_frame, make_clip, render_frames, true_flow
 
 SIZE = 128  # network input side used here; logits are SIZE / 4
 PROC = ColorizationImageProcessor(size=SIZE)
@@ -27,7 +27,7 @@ def _clip(kind, photos, n=10, keep=None):
 
 def _noisy_oracle_logits(frame, seed):
     """Logits of a model that knows the true colours but jitters: soft-encoded truth + per-frame noise."""
-    from hf_colorize.image_processing_colorization import rgb_to_lab
+    from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
 
     lab = rgb_to_lab(torch.from_numpy(frame.copy()).permute(2, 0, 1).float() / 255)
     ab = F.interpolate(lab[None, 1:], size=(SIZE // 4, SIZE // 4), mode="area")
@@ -39,7 +39,9 @@ def _noisy_oracle_logits(frame, seed):
 
 @pytest.mark.parametrize("kind", ["pan", "zoom"])
 def test_block_match_recovers_the_true_motion(photo_paths, kind):
-    spec, frames, ls, _ = _clip(kind, [photo_paths[1]], 24, keep=4)  # a few pixels per frame
+    # a few pixels per frame, on a textured photo (chelsea: fur; the flat backgrounds of coffee or astronaut
+    # have too little texture for the thresholds below)
+    spec, frames, ls, _ = _clip(kind, [photo_paths[2]], 24, keep=4)
     m = 128
     for t in (1, 3):
         cur = F.interpolate(PROC.resize_l(ls[t])[None], size=(m, m), mode="area")
@@ -58,7 +60,7 @@ def test_block_match_recovers_the_true_motion(photo_paths, kind):
         inner &= local_var[0, 0].clamp(min=0).sqrt() * 100 > 3.0
         err = (flow - true_px)[0].norm(dim=0)[inner]
         assert true_px.abs().max() > 1.0  # the clip really moves
-        # sub-pixel on most of the picture; zooming ripples on water (photo 1) fool a few blocks
+        # sub-pixel on most of the picture; a few blocks are fooled (aperture problem, zoom)
         assert err.median() < 0.35 and (err < 1.0).float().mean() > 0.8, (kind, t, float(err.median()))
         assert err.mean() < 0.5 * true_px[0].norm(dim=0)[inner].mean()  # far better than assuming no motion
         assert cost[0, 0][inner].mean() * 100 < 1.5  # L units: motion explains the frame
@@ -114,7 +116,7 @@ def _warping_error(spec, abs_lo, region=None):
 def test_moving_content_keeps_its_colour(photo_paths, kind):
     """A model that jitters around the true colours: temporal mode halves the flicker where things move,
     and stays at least as close to the truth."""
-    spec, frames, ls, _ = _clip(kind, [photo_paths[1], photo_paths[5]], 10)
+    spec, frames, ls, _ = _clip(kind, [photo_paths[2], photo_paths[0]], 10)  # chelsea, with astronaut moving over it
     logits = [_noisy_oracle_logits(f, i) for i, f in enumerate(frames)]
     _, outs, infos = _smooth(ls, logits)
     base = [decode_ab(lg[None], BINS)[0] for lg in logits]
@@ -128,7 +130,7 @@ def test_moving_content_keeps_its_colour(photo_paths, kind):
 
     region = on_object if kind == "object" else None
     assert _warping_error(spec, smooth, region) < 0.5 * _warping_error(spec, base, region)
-    from hf_colorize.image_processing_colorization import rgb_to_lab
+    from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
 
     truth = [F.interpolate(rgb_to_lab(torch.from_numpy(f.copy()).permute(2, 0, 1).float()[None] / 255)[:, 1:],
                            size=(SIZE // 4, SIZE // 4), mode="area")[0] for f in frames]

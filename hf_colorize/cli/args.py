@@ -1,0 +1,77 @@
+"""Argument types and the option groups several commands share, so one flag has one spelling everywhere."""
+
+import argparse
+import math
+
+from hf_colorize.models.colorization.configuration_colorization import DECODE_MODES
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _number(text: str, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1]."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def network_size(text: str) -> int:
+    value = positive_int(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 8, got {text}")
+    return value
+
+
+def add_inference_options(parser, batch_size: int = 4, device_default: str = None) -> None:
+    """The options of the one inference path (`Colorizer`): --model, --temperature, --decode-mode (alias
+    --decode), --size, --precision, --device, --batch-size. Unset ones take the model's defaults."""
+    group = parser.add_argument_group("colorization")
+    group.add_argument("--model", metavar="M", default=None,
+                       help="model folder or Hub id (default: the embedded model, hf_colorize.DEFAULT_MODEL)")
+    group.add_argument("--temperature", type=positive_float, metavar="T",
+                       help="annealed-mean temperature: lower is more vivid, 1 is the mean (default: the model's "
+                            "decode_temperature; the embedded model's is 0.25)")
+    group.add_argument("--decode-mode", "--decode", dest="decode_mode", choices=DECODE_MODES, metavar="MODE",
+                       help=f"decoding of the bin distribution: {', '.join(DECODE_MODES)} (default: the model's)")
+    group.add_argument("--size", type=network_size, metavar="N",
+                       help="network input side, a multiple of 8 (default: the model's image_size)")
+    group.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="fp32 (default); bf16 is faster only on CPUs with fast bf16 (AMX) and on GPUs; fp16 for GPUs")
+    group.add_argument("--device", default=device_default, help="torch device, e.g. cpu or cuda (default: cpu)")
+    group.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="B",
+                       help=f"images per forward pass (default {batch_size})")
+
+
+def inference_kwargs(args) -> dict:
+    """The `load_colorizer` keyword arguments of `add_inference_options`' flags."""
+    return {"device": args.device or "cpu", "batch_size": args.batch_size, "temperature": args.temperature,
+            "decode_mode": args.decode_mode, "size": args.size, "precision": args.precision}

@@ -1,0 +1,125 @@
+"""Export a colorization model to ONNX (for onnxruntime and other runtimes).
+
+The graph takes `pixel_values` `(B, 1, H, W)` (normalized L, as the image processor makes it) and
+`temperature` `(1,)`, and returns `logits` `(B, Q, H/4, W/4)` (the network's output, `model(...,
+decode=False)`) and the annealed-mean `ab` `(B, 2, H/4, W/4)`, decoded in the graph by the model's own
+`decode` (temperature 1 gives the plain mean; take the argmax of `logits` for the mode). Batch, height
+and width are dynamic (height and width multiples of 8).
+
+    hf-colorize export-onnx MODEL_DIR -o colorizer.onnx
+"""
+
+import os
+from typing import Optional
+
+import torch
+from torch import nn
+
+from hf_colorize.common import ConversionError, atomic_path, one_line, shown
+
+__all__ = ["export_onnx", "export_model", "onnx_session", "run_onnx", "parity_error", "DEFAULT_TOLERANCE"]
+
+DEFAULT_TOLERANCE = 0.05  # ab units: the largest onnxruntime-vs-torch difference `check` accepts
+
+
+class _OnnxColorizer(nn.Module):
+    """The network and its annealed-mean decoding as one graph. Decoding is `model.decode` (traceable
+    torch): the logits divided by the live `temperature` input, decoded at T = 1, which is exactly the
+    annealed mean at `temperature`. The bins become a constant of the graph."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, temperature):
+        logits = self.model(pixel_values=pixel_values, decode=False).logits
+        ab = self.model.decode(logits / temperature.reshape(1, 1, 1, 1), temperature=1.0, decode_mode="annealed_mean")
+        return logits, ab
+
+
+def _check_temperature(model) -> float:
+    """The temperature whose annealed mean is the model's own decoding (for the parity check)."""
+    return 1.0 if model.config.decode_mode == "mean" else float(model.config.decode_temperature)
+
+
+def parity_error(model, session, size: int = 256, seed: int = 0) -> float:
+    """Largest |ab| difference between onnxruntime and torch (`model`'s logits decoded by `model.decode`,
+    annealed mean) on a seeded random input of `size`; the logits are compared too (their largest
+    difference is returned when larger)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 1, size, size, generator=generator) - 0.5
+    temperature = _check_temperature(model)
+    with torch.inference_mode():
+        logits = model(pixel_values=x, decode=False).logits
+        ref = model.decode(logits, temperature=temperature, decode_mode="annealed_mean")
+    ort_logits, ab = run_onnx(session, x, temperature)
+    return max((ab - ref).abs().max().item(), (ort_logits - logits).abs().max().item())
+
+
+def export_onnx(model, path, size: int = 256, opset: int = 18, check: bool = False,
+                tolerance: float = DEFAULT_TOLERANCE) -> str:
+    """Write `model` (a `ColorizationModel`) as an ONNX file at `path`, atomically (`common.atomic_path`:
+    a failed export, or one that fails `check`, never leaves a file that looks complete). With `check`,
+    onnxruntime must reproduce the torch output within `tolerance` ab units. Returns `path`. Raises
+    `ConversionError` (one line)."""
+    return export_model(model, path, size=size, opset=opset, check=check, tolerance=tolerance)["path"]
+
+
+def export_model(model, path, size: int = 256, opset: int = 18, check: bool = True,
+                 tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """`export_onnx`, returning `{"path", "max_difference"}` (None without `check`). `model`: a
+    `ColorizationModel` (its weights are exported in float32, contiguous layout)."""
+    import onnx
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ConversionError(f"{shown(path)}: is a folder; give a file name ending in .onnx")
+    if size < 8 or size % 8:
+        raise ConversionError(f"the example size must be a positive multiple of 8, got {size}")
+    model = model.float().to(memory_format=torch.contiguous_format).eval()
+    wrapper = _OnnxColorizer(model).eval()
+    example = (torch.zeros(1, 1, size, size), torch.tensor([float(model.config.decode_temperature)]))
+    difference = None
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_path(path) as tmp:
+            # the torch.export-based exporter (the legacy TorchScript one mis-traced this model); height and
+            # width are dynamic multiples of 8 (the network's total stride is 4, its decoder needs 8)
+            batch, h8, w8 = (torch.export.Dim(n, min=1, max=4096) for n in ("batch", "height_8", "width_8"))
+            kwargs = dict(input_names=["pixel_values", "temperature"], output_names=["logits", "ab"],
+                          opset_version=opset, external_data=False, verbose=False,
+                          dynamic_shapes={"pixel_values": {0: batch, 2: 8 * h8, 3: 8 * w8}, "temperature": None})
+            try:
+                with torch.no_grad():
+                    torch.onnx.export(wrapper, example, tmp, dynamo=True, **kwargs)
+                onnx.checker.check_model(tmp)
+            except OSError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the exporter raises many types; one line
+                raise ConversionError(f"export failed: {one_line(err)}") from None
+            if check:
+                difference = parity_error(model, onnx_session(tmp), size)
+                if not difference <= tolerance:
+                    raise ConversionError(f"{shown(path)}: onnxruntime output differs from torch by {difference:.3f} "
+                                          f"(more than {tolerance}); nothing written")
+    except OSError as err:
+        raise ConversionError(f"cannot write {shown(path)}: {err.strerror or one_line(err)}") from None
+    return {"path": path, "max_difference": difference}
+
+
+def onnx_session(path, threads: int = 0):
+    """An onnxruntime CPU session for an exported file (all graph optimizations on)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, pixel_values, temperature: Optional[float] = 0.38):
+    """Run an exported colorizer: pixel_values `(B, 1, H, W)` -> (logits, ab) as torch tensors."""
+    feeds = {"pixel_values": pixel_values.float().numpy(), "temperature": torch.tensor([float(temperature)]).numpy()}
+    logits, ab = session.run(["logits", "ab"], feeds)
+    return torch.from_numpy(logits), torch.from_numpy(ab)

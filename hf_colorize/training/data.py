@@ -1,0 +1,382 @@
+"""Training data: streamed image sources -> batches of Lab tensors.
+
+Sources (all streamed with `datasets`, nothing downloaded up front):
+- a local image folder (files become the stream's shards),
+- a folder or glob of parquet shards (e.g. written by `hf-colorize pack`),
+- a Hub dataset id (e.g. an ImageNet-style dataset with an image column).
+
+Images are decoded here, not by `datasets`, so a corrupt sample is skipped and counted instead of
+killing the iterator. Grayscale photos carry no colour to learn from and are skipped and counted too.
+"""
+
+import contextlib
+import glob
+import io
+import os
+import random
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from hf_colorize.common import (
+    IMAGE_EXTENSIONS,
+    ColorizeError,
+    MAX_PIXELS,
+    DataSourceError,
+    InputImageError,
+    UsageError,
+    atomic_path,
+    is_image_file,
+    one_line,
+    shown,
+)
+from hf_colorize.models.colorization.image_processing_colorization import open_image, rgb_to_lab
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "DataSourceError", "list_image_files", "open_stream", "decode_image", "decode_record_image",
+    "is_grayscale", "random_resized_crop", "center_crop", "StreamStats", "ColorizationStream", "batches", "lab_batch",
+    "pack_folder",
+]
+
+
+def list_image_files(folder: str) -> list:
+    """Sorted image files inside `folder` and its subfolders: the names `common.is_image_file` accepts
+    (the extensions every command uses, .jfif and .avif included; hidden files and folders skipped)."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        out += [os.path.join(root, f) for f in files if is_image_file(f)]
+    return sorted(out)
+
+
+def _folder_records(paths):
+    for path in paths:
+        with open(path, "rb") as f:
+            yield {"image": {"bytes": f.read(), "path": path}, "key": os.path.basename(path)}
+
+
+def open_stream(source: str, split: str = "train", image_column: str = "image", streaming: bool = True):
+    """Open `source` as a `datasets.IterableDataset` of records `{"image": {"bytes", "path"}, "key": str}`.
+
+    Image decoding is disabled (`Image(decode=False)`), so callers decode (and skip) themselves.
+    """
+    import datasets
+
+    parquet = []
+    if os.path.isdir(source):
+        parquet = sorted(glob.glob(os.path.join(source, "**", "*.parquet"), recursive=True))
+        if not parquet:
+            files = list_image_files(source)
+            if not files:
+                raise DataSourceError(f"{source}: folder contains no images or parquet shards")
+            # one shard per file: sharding across processes/workers then splits files, never duplicates
+            return datasets.IterableDataset.from_generator(_folder_records, gen_kwargs={"paths": files})
+    elif source.endswith(".parquet") or "*" in source:
+        parquet = sorted(glob.glob(source))
+        if not parquet:
+            raise DataSourceError(f"{source}: no files match")
+    if parquet:
+        split_files = [p for p in parquet if os.path.basename(p).startswith(split)]
+        files = split_files or parquet
+        ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
+    else:
+        if os.path.exists(source) or source.startswith((".", "/")):
+            raise DataSourceError(f"{source}: not a folder of images or parquet shards")
+        try:
+            ds = datasets.load_dataset(source, split=split, streaming=streaming)
+        except Exception as err:  # datasets raises many types (offline, missing, bad split); keep one line
+            raise DataSourceError(f"{source}: cannot open dataset (split {split!r}): {one_line(err)}") from None
+    columns = ds.column_names
+    if columns is None:  # features unknown until the first record: the stream checks the column then
+        return ds
+    if image_column not in columns:
+        raise DataSourceError(f"{source}: no column {image_column!r} (columns: {', '.join(columns)}); use --image-column")
+    ds = ds.cast_column(image_column, datasets.Image(decode=False))
+    if image_column != "image":
+        ds = ds.rename_column(image_column, "image")
+    return ds
+
+
+def decode_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image (path, bytes or PIL image) upright (EXIF orientation applied), as RGB or L (L:
+    grayscale). Raises `InputImageError` naming the cause; the size is checked before decoding
+    (decompression bombs), with the same guarded opener as inference."""
+    try:
+        im = source if isinstance(source, Image.Image) else open_image(source, max_pixels)
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("L", "LA", "1", "I", "I;16", "F"):
+            return im.convert("L")
+        return im.convert("RGB") if im.mode != "RGB" else im
+    except InputImageError:
+        raise
+    except Exception as err:  # any decoder failure (PIL raises many types) means a bad image
+        raise InputImageError(f"cannot decode image: {one_line(err)}") from None
+
+
+def decode_record_image(record, max_pixels: int = MAX_PIXELS) -> Optional[Image.Image]:
+    """Decode a stream record's image (see `decode_image`); None if it cannot be decoded or declares
+    more than `max_pixels` (the stream skips and counts such samples)."""
+    img = record.get("image")
+    if isinstance(img, dict) and (img.get("bytes") or img.get("path")):
+        img = img.get("bytes") or img["path"]
+    elif not isinstance(img, Image.Image):
+        return None
+    try:
+        return decode_image(img, max_pixels)
+    except InputImageError:
+        return None
+
+
+def is_grayscale(im: Image.Image, tol: float = 2.0) -> bool:
+    """True when the image carries no colour: mode L, or RGB whose channels agree within `tol`."""
+    if im.mode != "RGB":
+        return True
+    small = np.asarray(im.resize((64, 64)), dtype=np.int16)
+    spread = small.max(axis=2) - small.min(axis=2)
+    return float(spread.mean()) < tol
+
+
+def random_resized_crop(im: Image.Image, size: int, rng: random.Random, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), flip=True) -> Image.Image:
+    """Crop a random area fraction `scale` with aspect `ratio`, resize to `size`x`size`, random h-flip."""
+    w, h = im.size
+    area = w * h
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+        cw, ch = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
+        if 0 < cw <= w and 0 < ch <= h:
+            x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            break
+    else:
+        cw = ch = min(w, h)
+        x, y = (w - cw) // 2, (h - ch) // 2
+    out = im.resize((size, size), Image.BICUBIC, box=(x, y, x + cw, y + ch))
+    if flip and rng.random() < 0.5:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    return out
+
+
+def center_crop(im: Image.Image, size: int) -> Image.Image:
+    """Resize the short side to `size` and take the central square (evaluation)."""
+    w, h = im.size
+    s = min(w, h)
+    x, y = (w - s) // 2, (h - s) // 2
+    return im.resize((size, size), Image.BICUBIC, box=(x, y, x + s, y + s))
+
+
+@dataclass
+class StreamStats:
+    """Counts of what the stream yielded and skipped (per process)."""
+
+    seen: int = 0
+    yielded: int = 0
+    undecodable: int = 0
+    grayscale: int = 0
+    skipped_keys: list = field(default_factory=list)
+
+    def as_dict(self):
+        return {"seen": self.seen, "yielded": self.yielded, "undecodable": self.undecodable, "grayscale": self.grayscale}
+
+
+class ColorizationStream:
+    """Endless, resumable stream of augmented RGB crops for one process.
+
+    Each epoch reshuffles the source (buffer shuffle seeded by `seed + epoch`); the process keeps only
+    its share (`datasets.distributed.split_dataset_by_node`: whole shards when they divide evenly,
+    else every `world_size`-th record, so no sample is duplicated or dropped across ranks). Augmentation
+    randomness derives from (seed, epoch, position) alone, so resuming at a saved `(epoch, position)`
+    reproduces the uninterrupted run exactly.
+    """
+
+    def __init__(self, source, split="train", image_column="image", crop_size=176, seed=0,
+                 rank=0, world_size=1, shuffle_buffer=256, train=True, skip_gray=True):
+        self.dataset = open_stream(source, split, image_column)
+        self.image_column = image_column
+        self.crop_size, self.seed, self.rank, self.world_size = crop_size, seed, rank, world_size
+        self.shuffle_buffer, self.train, self.skip_gray = shuffle_buffer, train, skip_gray
+        self.epoch, self.position = 0, 0  # position = raw records consumed by this rank in this epoch
+        self.stats = StreamStats()
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "position": self.position, "stats": self.stats.as_dict()}
+
+    def load_state_dict(self, state):
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        for k, v in state.get("stats", {}).items():
+            setattr(self.stats, k, v)
+
+    def _epoch_records(self, epoch):
+        from datasets.distributed import split_dataset_by_node
+
+        ds = self.dataset
+        if self.train and self.shuffle_buffer > 1:
+            ds = ds.shuffle(seed=self.seed + epoch, buffer_size=self.shuffle_buffer)
+        if self.world_size > 1:
+            ds = split_dataset_by_node(ds, rank=self.rank, world_size=self.world_size)
+        return iter(ds)
+
+    def __iter__(self) -> Iterator[dict]:
+        """Yield `{"rgb": uint8 tensor (3, S, S), "key": str}` forever (train) or once (eval)."""
+        while True:
+            records = self._epoch_records(self.epoch)
+            for _ in range(self.position):  # resume: skip raw records already consumed (cheap, undecoded)
+                next(records, None)
+            produced = False
+            for record in records:
+                if "image" not in record:
+                    if self.image_column not in record:
+                        raise DataSourceError(f"no column {self.image_column!r} in the stream (columns: {', '.join(record)})")
+                    record["image"] = record[self.image_column]
+                self.position += 1
+                self.stats.seen += 1
+                im = decode_record_image(record)
+                key = str(record.get("key") or (record["image"] or {}).get("path") or self.stats.seen)
+                if im is None:
+                    self.stats.undecodable += 1
+                    self.stats.skipped_keys.append(key)
+                    continue
+                if self.skip_gray and is_grayscale(im):
+                    self.stats.grayscale += 1
+                    continue
+                if self.train:
+                    rng = random.Random(zlib.crc32(f"{self.seed}/{self.epoch}/{self.rank}/{self.position}".encode()))
+                    im = random_resized_crop(im.convert("RGB"), self.crop_size, rng)
+                else:
+                    im = center_crop(im.convert("RGB"), self.crop_size)
+                self.stats.yielded += 1
+                produced = True
+                yield {"rgb": torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1), "key": key}
+            if not self.train:
+                return
+            if not produced and self.position == 0:
+                raise DataSourceError("the stream yielded no usable colour images")
+            self.epoch, self.position = self.epoch + 1, 0
+
+
+def batches(stream: Iterator[dict], batch_size: int) -> Iterator[dict]:
+    """Group stream items into `{"rgb": uint8 (B, 3, S, S), "keys": [...]}` batches."""
+    buf = []
+    for item in stream:
+        buf.append(item)
+        if len(buf) == batch_size:
+            yield {"rgb": torch.stack([b["rgb"] for b in buf]), "keys": [b["key"] for b in buf]}
+            buf = []
+    if buf:
+        yield {"rgb": torch.stack([b["rgb"] for b in buf]), "keys": [b["key"] for b in buf]}
+
+
+def lab_batch(rgb_uint8: torch.Tensor, l_cent: float = 50.0, l_norm: float = 100.0):
+    """uint8 RGB `(B, 3, S, S)` -> (`pixel_values` `(B, 1, S, S)` normalized L, `labels` ab `(B, 2, S, S)`),
+    converted in one vectorized torch call for the whole batch."""
+    lab = rgb_to_lab(rgb_uint8.float() / 255.0)
+    return (lab[:, :1] - l_cent) / l_norm, lab[:, 1:]
+
+
+# --------------------------------------------------------------------------------------------------
+# Packing an image folder into parquet shards (`hf-colorize pack`)
+# --------------------------------------------------------------------------------------------------
+SHARD_PATTERN = "{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def _existing_shards(out_dir) -> list:
+    return sorted(glob.glob(os.path.join(glob.escape(os.fspath(out_dir)), "*.parquet")))
+
+
+def check_pack_arguments(folder, out_dir, max_side=256, shard_size=500, quality=92, holdout_every=0,
+                         overwrite=False) -> None:
+    """What `pack_folder` can refuse before reading any image: `UsageError` (a bad value, an output
+    that is a file or already holds shards) or `DataSourceError` (no such input folder)."""
+    if not os.path.isdir(folder):
+        raise DataSourceError(f"{shown(folder)}: " + ("not a folder" if os.path.exists(folder) else "no such folder"))
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"{shown(out_dir)}: exists and is not a folder")
+    if max_side < 0:
+        raise UsageError(f"max_side must be >= 0 (0 keeps the size), got {max_side}")
+    if shard_size < 1:
+        raise UsageError(f"shard_size must be >= 1, got {shard_size}")
+    if not 1 <= quality <= 100:
+        raise UsageError(f"quality must be in 1..100, got {quality}")
+    if holdout_every < 0 or holdout_every == 1:
+        raise UsageError(f"holdout_every must be 0 (no test split) or >= 2 (1 would hold out every image), got {holdout_every}")
+    if not overwrite and os.path.isdir(out_dir) and _existing_shards(out_dir):
+        raise UsageError(f"{shown(out_dir)}: already holds parquet shards (their count may differ, and a stream "
+                         "reads every shard of the folder); use another folder or --overwrite to replace them")
+
+
+@contextlib.contextmanager
+def _no_datasets_bars():
+    """Silence `datasets`' own progress bars ("Creating parquet from Arrow format") for a while."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
+
+
+def pack_folder(folder, out_dir, max_side=256, shard_size=500, quality=92, holdout_every=0, progress=None,
+                overwrite=False) -> dict:
+    """Pack the images of `folder` into parquet shards `train-XXXXX-of-YYYYY.parquet` (and `test-...`
+    when `holdout_every` = N > 0 holds out every N-th sorted file), re-encoded as JPEG (upright: EXIF
+    orientation applied) with the long side at most `max_side` (0 keeps the size). Undecodable files are
+    skipped and reported. Each shard is written under a temporary name and renamed (`common.atomic_path`),
+    so an interrupted pack never leaves a half-written shard; with `overwrite`, the folder's other
+    `.parquet` files (an earlier pack's) are removed once the new shards are complete.
+
+    progress: a tqdm bar (None: only when stderr is a terminal). Returns `{"written": {split: images},
+    "undecodable": [path, ...], "causes": {path: one-line cause}, "shards": [path, ...]}`.
+    Raises `UsageError`/`DataSourceError` (see `check_pack_arguments`)."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    folder, out_dir = os.fspath(folder), os.fspath(out_dir)
+    check_pack_arguments(folder, out_dir, max_side, shard_size, quality, holdout_every, overwrite)
+    files = list_image_files(folder)
+    if not files:
+        raise DataSourceError(f"{shown(folder)}: no images found")
+    splits = {"train": [], "test": []}
+    for i, f in enumerate(files):
+        splits["test" if holdout_every and i % holdout_every == holdout_every - 1 else "train"].append(f)
+    os.makedirs(out_dir, exist_ok=True)
+    old_shards = set(_existing_shards(out_dir))
+    features = datasets.Features({"image": datasets.Image(), "key": datasets.Value("string")})
+    report = {"undecodable": [], "causes": {}, "written": {}, "shards": []}
+    with tqdm(total=len(files), desc="packing", disable=None if progress is None else not progress) as bar:
+        for split, paths in splits.items():
+            if not paths:
+                continue
+            n_shards = (len(paths) + shard_size - 1) // shard_size
+            for s in range(n_shards):
+                rows = {"image": [], "key": []}
+                for path in paths[s * shard_size:(s + 1) * shard_size]:
+                    bar.update(1)
+                    try:
+                        im = decode_image(path)
+                    except InputImageError as err:  # skipped and reported; the pack goes on
+                        report["undecodable"].append(path)
+                        report["causes"][path] = one_line(err)
+                        continue
+                    if max_side and max(im.size) > max_side:
+                        im.thumbnail((max_side, max_side), Image.BICUBIC)
+                    buf = io.BytesIO()
+                    im.save(buf, format="JPEG", quality=quality)
+                    rows["image"].append({"bytes": buf.getvalue(), "path": os.path.basename(path)})
+                    rows["key"].append(os.path.relpath(path, folder))
+                name = os.path.join(out_dir, SHARD_PATTERN.format(split=split, index=s, count=n_shards))
+                try:
+                    with atomic_path(name) as tmp, _no_datasets_bars():  # ours is the one bar
+                        datasets.Dataset.from_dict(rows, features=features).to_parquet(tmp)
+                except OSError as err:
+                    raise ColorizeError(f"cannot write shard {shown(name)}: {err.strerror or one_line(err)}") from None
+                report["shards"].append(name)
+                report["written"][split] = report["written"].get(split, 0) + len(rows["key"])
+    for stale in sorted(old_shards - set(report["shards"])):  # only reached with overwrite
+        os.remove(stale)
+    return report
