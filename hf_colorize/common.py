@@ -4,6 +4,7 @@ file extensions, the pixel limit, and loading a model + image processor into a `
 import contextlib
 import glob
 import os
+import shutil
 import tempfile
 from hf_colorize.models.colorization.image_processing_colorization import (
     DEFAULT_MAX_PIXELS,
@@ -98,14 +99,23 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: str) -> None:
-    """Delete `.<name>.<pid>.*.part` temporaries of `path` left by killed runs (a SIGKILLed process
-    cannot clean up); those of live processes (a concurrent run) are left alone."""
+    """Delete `.<name>.<pid>.*.part` temporaries (files or folders) of `path` left by killed runs (a
+    SIGKILLed process cannot clean up); those of live processes (a concurrent run) are left alone."""
     folder, name = os.path.split(os.fspath(path))
-    for entry in glob.glob(os.path.join(glob.escape(folder or "."), f".{glob.escape(name)}.*.part")):
-        pid = os.path.basename(entry)[len(name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.unlink(entry)
+    _sweep(folder, glob.escape(name))
+
+
+def sweep_temporaries(folder) -> None:
+    """`remove_stale_temporaries` for every name in `folder` (e.g. checkpoint folders of a killed run)."""
+    _sweep(os.fspath(folder), "*")
+
+
+def _sweep(folder: str, name_pattern: str) -> None:
+    for entry in glob.glob(os.path.join(glob.escape(folder or "."), f".{name_pattern}.*.part")):
+        # `.<name>.<pid>.<random>[.ext].part`: the pid is the first all-digit field after the name
+        pid = next((p for p in os.path.basename(entry)[1:].split(".")[1:] if p.isdigit()), None)
+        if pid is not None and not _alive(int(pid)):
+            _remove(entry)
 
 
 @contextlib.contextmanager
@@ -129,14 +139,17 @@ def atomic_path(path, fsync: bool = True):
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.isdir(tmp) and not os.path.islink(tmp):
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(path: str) -> None:
+    """Remove a file or a folder (a temporary of `atomic_path`), ignoring what is already gone."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def save_image(image, path, quality: int = 95) -> None:

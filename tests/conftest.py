@@ -35,14 +35,14 @@ SHARED_SKIP_REASON = (
 # (skimage.data function, file name, (width, height) written or None = native size). All of these are
 # bundled in the scikit-image wheel (no download). Colour photos first, in the order photo_paths has them.
 COLOUR_PHOTOS = [
-    ("astronaut", "astronaut.jpg", (320, 320)),
-    ("coffee", "coffee.jpg", (360, 240)),
+    ("astronaut", "astronaut.jpg", (256, 256)),
+    ("coffee", "coffee.jpg", (300, 200)),
     ("chelsea", "chelsea.jpg", None),  # 451 x 300, odd width
-    ("rocket", "rocket.jpg", (200, 300)),  # portrait crop
-    ("motorcycle", "motorcycle.png", (296, 200)),
+    ("rocket", "rocket.jpg", (160, 240)),  # portrait crop
+    ("motorcycle", "motorcycle.png", (240, 162)),
     ("immunohistochemistry", "immunohistochemistry.jpg", (128, 128)),
     ("retina", "retina.jpg", (177, 177)),
-    ("hubble_deep_field", "hubble_deep_field.png", (250, 218)),  # dark, little colour
+    ("hubble_deep_field", "hubble_deep_field.png", (200, 174)),  # dark, little colour
 ]
 GRAY_PHOTOS = [
     ("camera", "camera.jpg", (256, 256)),
@@ -93,7 +93,7 @@ def _sample_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def photo_paths(_sample_dir):
-    """Eight real colour photos (scikit-image's bundled public-domain ones), JPEG and PNG, 128-451 px,
+    """Eight real colour photos (scikit-image's bundled public-domain ones), JPEG and PNG, 128-451 px wide,
     square, landscape and portrait, in the order of COLOUR_PHOTOS (paths; mode RGB; the last one, the
     Hubble deep field, is mostly black)."""
     from PIL import Image

@@ -131,6 +131,7 @@ def test_folder_input_recursive_and_reruns(photos, tiny_model_dir, tmp_path, cap
     _assert_colorized(nested, tmp_path / "mirror" / "sub" / "nested_colorized.png")
 
 
+@pytest.mark.slow
 def test_only_the_chosen_command_is_imported(tmp_path, monkeypatch, capsys):
     """A command whose module needs a missing package fails with one line; the others are unaffected
     (and `--help` of one command does not import the others)."""

@@ -238,7 +238,7 @@ def test_pack_cli_reports_each_bad_file_in_one_line_and_goes_on(generated_folder
     (["estimate-prior", "{src}", "-o", "{empty}"], 2, "is a folder"),
     (["estimate-prior", "{src}", "-o", "{out}/p.safetensors", "--crop-size", "30"], 2, "must be a multiple of 8"),
     (["estimate-prior", "{src}", "-o", "p.safetensors", "--bins", "{missing}"], 2, "--bins"),
-    (["estimate-prior", "{missing}", "-o", "{tmp}/p.safetensors"], 1, "not a folder of images or parquet shards"),
+    (["estimate-prior", "{missing}", "-o", "{tmp}/p.safetensors"], 1, "{missing}: no such folder"),
     (["fit-palette", "{src}", "-o", "{tmp}/k.safetensors", "-k", "1"], 2, "argument -k/--num-bins: must be >= 2"),
     (["fit-palette", "{src}", "-o", "{out}/k.safetensors"], 2, "does not exist"),
     (["fit-palette", "{empty}", "-o", "{tmp}/k.safetensors"], 1, "folder contains no images"),
@@ -252,7 +252,7 @@ def test_data_commands_fail_in_one_line_with_their_exit_code(argv, code, expecte
     got, _, err = _cli([a.format(**names) for a in argv], capsys)
     command = argv[0]
     assert got == code and len(err) == 1, err
-    assert err[0].startswith(f"hf-colorize {command}: error: ") and expected in err[0], err
+    assert err[0].startswith(f"hf-colorize {command}: error: ") and expected.format(**names) in err[0], err
     assert not (tmp_path / "out").exists() and os.listdir(tmp_path / "empty") == []
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".safetensors") or f.startswith(".")]
 

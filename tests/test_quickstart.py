@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 from skimage.color import rgb2lab
 
@@ -32,6 +33,7 @@ def _lab(path):
         return rgb2lab(np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0)
 
 
+@pytest.mark.slow  # a fresh process loading the embedded default model (.ci/run checks the same command)
 def test_readme_quickstart_colorizes_the_example(tmp_path):
     out = tmp_path / "astronaut_color.png"
     env = dict(os.environ, HOME=str(tmp_path), HF_HUB_OFFLINE="1")  # nothing from a cache or the network

@@ -238,6 +238,7 @@ def space_functions(tiny_model_dir, tmp_path_factory):
     demo.close()
 
 
+@pytest.mark.slow
 def test_space_single_photo(cases, space_functions):
     import gradio as gr
 
@@ -261,6 +262,7 @@ def test_space_single_photo(cases, space_functions):
     assert not [p for p in problems if p], "\n".join(p for p in problems if p)
 
 
+@pytest.mark.slow
 def test_space_batch_keeps_good_results_and_lists_bad_files(cases, space_functions):
     _, _, colorize_batch, model = space_functions
     done, zip_path, status = colorize_batch([c.path for c in cases], model, 0.38, "annealed_mean", 64)

@@ -164,6 +164,7 @@ def space(tmp_path_factory, tiny_model_dir):
         yield app, models, client, url, tmp
 
 
+@pytest.mark.slow
 def test_colorizes_real_photos_at_original_size(space, photo_paths, gray_photo_paths):
     app, _, client, _, _ = space
     from gradio_client import handle_file
@@ -178,6 +179,7 @@ def test_colorizes_real_photos_at_original_size(space, photo_paths, gray_photo_p
         assert (before_lab[0] - src_lab[0]).abs().mean().item() < 1.0
 
 
+@pytest.mark.slow
 def test_controls_change_the_result(space, photo_paths):
     app, _, client, _, _ = space
     from gradio_client import handle_file
@@ -195,6 +197,7 @@ def test_controls_change_the_result(space, photo_paths):
     chroma(size=128, decode_mode="median")  # another processing size still yields the original resolution
 
 
+@pytest.mark.slow
 def test_model_choice_loads_each_model_once(space, photo_paths, tiny_model_dir):
     app, models, client, _, _ = space
     from gradio_client import handle_file
@@ -226,6 +229,7 @@ def _app_error(client, *args, **kwargs) -> str:
     return message
 
 
+@pytest.mark.slow
 def test_bad_files_get_a_one_line_error_naming_the_file(space, photo_paths, tmp_path):
     _, _, client, _, _ = space
     from gradio_client import handle_file
@@ -244,6 +248,7 @@ def test_bad_files_get_a_one_line_error_naming_the_file(space, photo_paths, tmp_
         assert message.startswith(f"{path.name}: ") and cause in message, message
 
 
+@pytest.mark.slow
 def test_bad_options_and_models_get_clear_errors(space, photo_paths):
     _, _, client, _, _ = space
     from gradio_client import handle_file
@@ -257,6 +262,7 @@ def test_bad_options_and_models_get_clear_errors(space, photo_paths):
     assert "temperature must be in" in _app_error(client, photo, temperature=0, api_name="/colorize")
 
 
+@pytest.mark.slow
 def test_upload_limit_is_enforced_by_the_server(space, tmp_path):
     import httpx
 
@@ -268,6 +274,7 @@ def test_upload_limit_is_enforced_by_the_server(space, tmp_path):
     assert response.status_code == 413, response.text
 
 
+@pytest.mark.slow
 def test_batch_keeps_good_results_and_lists_bad_files(space, photo_paths, tmp_path):
     _, _, client, _, _ = space
     from gradio_client import handle_file
@@ -292,6 +299,7 @@ def test_batch_keeps_good_results_and_lists_bad_files(space, photo_paths, tmp_pa
     assert "no image could be colorized" in _app_error(client, [handle_file(str(bad))], api_name="/colorize_batch")
 
 
+@pytest.mark.slow
 def test_examples_are_cached_offline(space):
     _, _, client, _, tmp = space
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -333,6 +341,7 @@ def write_gray_clip(path, photo, frames, width, height):
     return path
 
 
+@pytest.mark.slow
 def test_video_tab_colorizes_a_clip(space, photo_paths, tmp_path):
     app, _, client, _, _ = space
     if app._video_function() is None:

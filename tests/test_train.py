@@ -242,6 +242,7 @@ def test_gray_only_dataset_fails_in_one_line(tmp_path, capsys):
     assert not list_checkpoints(tmp_path / "run") and not (tmp_path / "run" / "final").exists()
 
 
+@pytest.mark.slow
 def test_quick_run_on_generated_photos(colour_folder, tmp_path, capsys):
     """A two-step run from Python and the command line alike: checkpoints and final/ under their final
     names only (written through atomic_path), training_args.json from the config, no bar off a terminal."""
@@ -263,7 +264,7 @@ def test_quick_run_on_generated_photos(colour_folder, tmp_path, capsys):
 
 
 def test_stale_temporary_folders_of_dead_runs_are_swept(tmp_path):
-    from hf_colorize.training.loop import remove_stale_folders
+    from hf_colorize.common import sweep_temporaries
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".checkpoint-8.{dead.stdout.strip()}.abc.part"
@@ -271,5 +272,5 @@ def test_stale_temporary_folders_of_dead_runs_are_swept(tmp_path):
     for folder in (stale, live):
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"partial")
-    remove_stale_folders(tmp_path)
+    sweep_temporaries(tmp_path)
     assert not stale.exists() and live.exists()

@@ -41,6 +41,7 @@ def _frames(path):
         return [f.rgb for f in reader]
 
 
+@pytest.mark.slow
 def test_mp4_with_audio_and_vfr(tmp_path, photo_paths, tiny_model_dir):
     spec = make_clip("pan", [photo_paths[0]], 12, 128, 96)
     gray = [gray_frame(f) for f in render_frames(spec)]
@@ -68,6 +69,7 @@ def test_mp4_with_audio_and_vfr(tmp_path, photo_paths, tiny_model_dir):
     assert (l_in - l_out).abs().mean() < 2.0
 
 
+@pytest.mark.slow
 def test_temporal_mode_removes_flicker_and_never_bleeds_across_a_cut(tmp_path, photo_paths, jittery_model):
     spec = make_clip("cut", [photo_paths[1], photo_paths[4]], 12, 128, 96)
     truth = list(render_frames(spec))

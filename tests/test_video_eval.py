@@ -74,6 +74,7 @@ def test_ground_truth_scores_perfect_auc_and_its_own_warping_floor(clips):
     assert result["frames"] == 10
 
 
+@pytest.mark.slow
 def test_flicker_raises_warping_error_and_cdc(clips):
     """Per-frame colour jitter on the true colours: both flicker metrics grow, AuC drops."""
     spec, frames = clips["pan"]

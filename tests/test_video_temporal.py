@@ -76,6 +76,7 @@ def _smooth(ls, logits, config=None, start=0):
     return sm, outs, infos
 
 
+@pytest.mark.slow
 def test_cuts_are_found_and_reset_the_colours(photo_paths):
     spec, frames, ls, _ = _clip("cut", [photo_paths[1], photo_paths[4]], 10)
     logits = [_noisy_oracle_logits(f, i) for i, f in enumerate(frames)]
@@ -112,6 +113,7 @@ def _warping_error(spec, abs_lo, region=None):
     return float(torch.stack(errs).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["object", "pan"])
 def test_moving_content_keeps_its_colour(photo_paths, kind):
     """A model that jitters around the true colours: temporal mode halves the flicker where things move,
@@ -140,6 +142,7 @@ def test_moving_content_keeps_its_colour(photo_paths, kind):
     assert all(0.3 < i.mean_weight <= TemporalConfig().strength for i in infos[1:])
 
 
+@pytest.mark.slow
 def test_palette_matching_holds_the_shot_distribution(photo_paths):
     """With palette matching each frame's a / b quantiles move onto the shot's running reference."""
     _, frames, ls, _ = _clip("pan", [photo_paths[1]], 6)

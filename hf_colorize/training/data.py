@@ -84,8 +84,10 @@ def open_stream(source: str, split: str = "train", image_column: str = "image", 
         files = split_files or parquet
         ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
     else:
-        if os.path.exists(source) or source.startswith((".", "/")):
+        if os.path.exists(source):
             raise DataSourceError(f"{source}: not a folder of images or parquet shards")
+        if source.startswith((".", "/", "~")) or source.strip("/").count("/") > 1:  # a path: Hub ids are user/name
+            raise DataSourceError(f"{source}: no such folder (nor a Hub dataset id)")
         try:
             ds = datasets.load_dataset(source, split=split, streaming=streaming)
         except Exception as err:  # datasets raises many types (offline, missing, bad split); keep one line

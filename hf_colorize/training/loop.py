@@ -35,6 +35,7 @@ from hf_colorize.common import (
     atomic_path,
     one_line,
     shown,
+    sweep_temporaries,
 )
 
 __all__ = ["TrainingConfig", "TrainingError", "check_config", "train", "list_checkpoints", "save_checkpoint",
@@ -211,27 +212,6 @@ def list_checkpoints(output_dir):
     return [p for _, p in sorted(found)]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_folders(folder) -> None:
-    """Delete the `.<name>.<pid>.*.part` temporary folders (from `common.atomic_path`) that killed runs
-    left in `folder`; a live process's are kept. (`common.remove_stale_temporaries` only unlinks files,
-    and only for one final name; checkpoints are folders with many names.)"""
-    for entry in glob.glob(os.path.join(glob.escape(os.fspath(folder)), ".*.part")):
-        parts = os.path.basename(entry)[1:].split(".")
-        pids = [p for p in parts[1:] if p.isdigit()]
-        if os.path.isdir(entry) and not os.path.islink(entry) and pids and not _pid_alive(int(pids[0])):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
 def _discard(path) -> None:
     """Remove a folder without ever leaving it half-deleted under its own name: rename it to a hidden
     temporary first (swept by `remove_stale_folders` if a kill lands during the deletion)."""
@@ -402,8 +382,8 @@ def train(config=None, **overrides) -> str:
     except OSError as err:
         raise TrainingError(f"cannot create --output-dir {shown(config.output_dir)}: {err.strerror or one_line(err)}") from None
     if accelerator.is_main_process:  # what killed runs left half-written (never a live run's)
-        remove_stale_folders(config.output_dir)
-        remove_stale_folders(os.path.join(config.output_dir, "checkpoints"))
+        sweep_temporaries(config.output_dir)
+        sweep_temporaries(os.path.join(config.output_dir, "checkpoints"))
     accelerator.wait_for_everyone()
     device = accelerator.device
 

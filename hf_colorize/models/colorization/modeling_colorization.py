@@ -394,6 +394,7 @@ class ColorizationModel(ColorizationPreTrainedModel):
         generator: Optional[torch.Generator] = None,
         decode: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        original_sizes: Optional[list] = None,
     ):
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 1, height, width)`):
@@ -404,6 +405,9 @@ class ColorizationModel(ColorizationPreTrainedModel):
         decode_mode (`str`, *optional*): default `config.decode_mode`.
         decode (`bool`, *optional*): whether to decode `ab` from the logits; default: only when no
             `labels` are given (training needs just the loss, video and ONNX decode the logits themselves).
+        original_sizes (`list[tuple[int, int]]`, *optional*): the image processor's record of each photo's
+            `(height, width)`, accepted so `model(**processor(images))` works; the network does not need it.
+        Any other keyword raises `TypeError`.
         """
         if pixel_values.dim() != 4 or pixel_values.shape[1] != 1:
             raise ValueError(f"pixel_values must have shape (batch, 1, height, width), got {tuple(pixel_values.shape)}")
