@@ -9,6 +9,7 @@ where hf_colorize cannot be imported), and through every entry point (pipeline, 
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,9 +25,19 @@ from hf_colorize import Colorizer
 from hf_colorize.cli import main
 
 DATA = pathlib.Path(__file__).parent / "data"
-LEGACY = DATA / "legacy_model_v0.1"
 OUTPUTS = DATA / "legacy_v0.1_outputs"
 NAMES = ("astronaut", "coffee")
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory) -> pathlib.Path:
+    """The 0.1 folder as 0.1 wrote it (its frozen code is stored as *.py.txt, see its README)."""
+    folder = tmp_path_factory.mktemp("legacy") / "model"
+    shutil.copytree(DATA / "legacy_model_v0.1", folder)
+    for stored in folder.glob("*.py.txt"):
+        stored.rename(stored.with_suffix(""))
+    (folder / "README.md").unlink()
+    return folder
 
 
 def _expected(name):
@@ -48,19 +59,19 @@ def _assert_same(result, name):
     assert np.abs(want - want.mean(-1, keepdims=True)).mean() > 5
 
 
-def test_legacy_folder_colorizes_identically_installed():
+def test_legacy_folder_colorizes_identically_installed(legacy):
     from transformers import pipeline
 
-    colorize = pipeline("image-colorization", model=str(LEGACY))
-    colorizer = Colorizer.from_pretrained(LEGACY)
+    colorize = pipeline("image-colorization", model=str(legacy))
+    colorizer = Colorizer.from_pretrained(legacy)
     for name in NAMES:
         _assert_same(colorize(str(_gray(name))), name)
         _assert_same(colorizer(str(_gray(name))), name)
         _assert_same(colorize(Image.open(_gray(name))), name)
 
 
-def test_legacy_folder_colorizes_identically_with_the_cli(tmp_path, capsys):
-    code = main(["colorize", *(str(_gray(n)) for n in NAMES), "-o", str(tmp_path), "--model", str(LEGACY)])
+def test_legacy_folder_colorizes_identically_with_the_cli(legacy, tmp_path, capsys):
+    code = main(["colorize", *(str(_gray(n)) for n in NAMES), "-o", str(tmp_path), "--model", str(legacy)])
     assert code == 0, capsys.readouterr().err
     for name in NAMES:
         _assert_same(Image.open(tmp_path / f"{name}_gray_colorized.png"), name)
@@ -90,14 +101,14 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_legacy_folder_colorizes_identically_via_remote_code(tmp_path):
+def test_legacy_folder_colorizes_identically_via_remote_code(legacy, tmp_path):
     """The 0.1 folder's own code (it carries it) through transformers alone gives the same images."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_HUB_OFFLINE"] = "1"
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(LEGACY), str(out), *(str(_gray(n)) for n in NAMES)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(legacy), str(out), *(str(_gray(n)) for n in NAMES)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for i, name in enumerate(NAMES):
@@ -118,14 +129,14 @@ def test_old_import_paths_still_work():
 # The one inference path
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def legacy_colorizer():
-    return Colorizer.from_pretrained(LEGACY)
+def legacy_colorizer(legacy):
+    return Colorizer.from_pretrained(legacy)
 
 
-def test_pipeline_is_a_colorizer_with_the_same_options(legacy_colorizer):
+def test_pipeline_is_a_colorizer_with_the_same_options(legacy, legacy_colorizer):
     from transformers import pipeline
 
-    pipe = pipeline("image-colorization", model=str(LEGACY))
+    pipe = pipeline("image-colorization", model=str(legacy))
     assert isinstance(pipe.colorizer, Colorizer)
     photo = str(_gray("coffee"))
     for options in ({"temperature": 0.9}, {"decode_mode": "mode"}, {"size": 32}, {"decode_mode": "median"}):
@@ -134,10 +145,10 @@ def test_pipeline_is_a_colorizer_with_the_same_options(legacy_colorizer):
         assert np.array_equal(a, b), options
 
 
-def test_unknown_and_bad_options_raise(legacy_colorizer):
+def test_unknown_and_bad_options_raise(legacy, legacy_colorizer):
     from transformers import pipeline
 
-    pipe = pipeline("image-colorization", model=str(LEGACY))
+    pipe = pipeline("image-colorization", model=str(legacy))
     photo = str(_gray("coffee"))
     with pytest.raises(TypeError, match="'hints'"):
         pipe(photo, hints=[(1, 2, (255, 0, 0))])
@@ -195,6 +206,7 @@ def test_batching_does_not_change_results(legacy_colorizer):
     items = [str(_gray("astronaut")), str(_gray("coffee")), str(_gray("astronaut"))]
     one = legacy_colorizer(items, batch_size=1)
     three = legacy_colorizer(items, batch_size=3)
-    assert [np.asarray(a).tolist() for a in one] == [np.asarray(b).tolist() for b in three]
+    for a, b in zip(one, three):  # the same up to the convolutions' float rounding in a batch
+        assert np.abs(np.asarray(a).astype(int) - np.asarray(b).astype(int)).max() <= 1
     with pytest.raises(ValueError, match="batch_size"):
         legacy_colorizer(items, batch_size=0)

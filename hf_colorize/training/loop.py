@@ -16,7 +16,6 @@ pickle of our own), so a killed run resumes exactly where its last checkpoint le
 """
 
 import dataclasses
-import glob
 import json
 import math
 import os
