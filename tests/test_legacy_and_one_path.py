@@ -23,6 +23,7 @@ from PIL import Image
 import hf_colorize
 from hf_colorize import Colorizer
 from hf_colorize.cli import main
+from test_remote_code import BLOCK_HF_COLORIZE
 
 DATA = pathlib.Path(__file__).parent / "data"
 OUTPUTS = DATA / "legacy_v0.1_outputs"
@@ -77,17 +78,8 @@ def test_legacy_folder_colorizes_identically_with_the_cli(legacy, tmp_path, caps
         _assert_same(Image.open(tmp_path / f"{name}_gray_colorized.png"), name)
 
 
-CHILD = textwrap.dedent(
+CHILD = BLOCK_HF_COLORIZE + textwrap.dedent(
     '''
-    import importlib.abc, sys
-
-    class BlockHfColorize(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_colorize" or name.startswith("hf_colorize."):
-                raise ImportError(f"{name} is blocked")
-            return None
-
-    sys.meta_path.insert(0, BlockHfColorize())
     import numpy as np
     from transformers import pipeline
 

@@ -19,7 +19,7 @@ from hf_colorize import ColorizationImageProcessor, ColorizationModel, ImageColo
 
 # Runs in a fresh interpreter with cwd = a temp dir and no PYTHONPATH; the meta path finder makes
 # `import hf_colorize` fail even if the package is pip-installed (editable installs use a finder too).
-CHILD = textwrap.dedent(
+BLOCK_HF_COLORIZE = textwrap.dedent(
     '''
     import importlib.abc, sys
 
@@ -36,7 +36,11 @@ CHILD = textwrap.dedent(
         pass
     else:
         raise SystemExit("hf_colorize is importable; the test would prove nothing")
+    '''
+)
 
+CHILD = BLOCK_HF_COLORIZE + textwrap.dedent(
+    '''
     import numpy as np, torch
     from transformers import AutoImageProcessor, AutoModel, pipeline
 
