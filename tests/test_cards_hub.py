@@ -100,6 +100,7 @@ def default_upload(default_model_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_upload_folder_is_complete(tiny_upload, default_upload, default_model_dir):
     assert _files(tiny_upload) == BASE_FILES | EXAMPLES | {"eval_results.json", "eval_auc.png"}
     shipped_eval = {"eval_results.json", "eval_auc.png"} if (default_model_dir / "eval_results.json").is_file() else set()
@@ -115,6 +116,7 @@ def test_upload_folder_is_complete(tiny_upload, default_upload, default_model_di
     assert oct(os.stat(default_upload).st_mode & 0o777) != oct(0o700)
 
 
+@pytest.mark.slow
 def test_examples_are_the_models_colorization_of_gray_photos(default_upload):
     from hf_colorize.models.colorization.image_processing_colorization import rgb_to_l
 
@@ -175,6 +177,7 @@ def test_card_metadata_and_eval_results_match_the_evaluation(tiny_upload, evalua
     assert str(evaluation.parent) not in text  # local paths stay private
 
 
+@pytest.mark.slow
 def test_default_card_states_imagenet_terms_and_its_shipped_metrics(default_upload, default_model_dir):
     card = ModelCard.load(default_upload / "README.md")
     assert card.data.license == "other"
@@ -214,8 +217,9 @@ def _network_errors():
     }
 
 
-@pytest.mark.parametrize("kind,stage", [("timeout", "create_repo"), ("oserror", "create_repo"), ("httpx", "create_commit"),
-                                        ("http401", "create_commit")])
+@pytest.mark.parametrize("kind,stage", [("timeout", "create_repo"), ("oserror", "create_repo"),
+                                        pytest.param("httpx", "create_commit", marks=pytest.mark.slow),
+                                        pytest.param("http401", "create_commit", marks=pytest.mark.slow)])
 def test_network_failures_fail_in_one_line_and_touch_nothing(kind, stage, tiny_model_dir, evaluation, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
@@ -239,6 +243,7 @@ def test_network_failures_fail_in_one_line_and_touch_nothing(kind, stage, tiny_m
     assert _tree_digest(tiny_model_dir) == before and evaluation.read_bytes() == eval_before
 
 
+@pytest.mark.slow
 def test_push_makes_one_commit_with_exactly_the_dry_run_folder(tiny_model_dir, evaluation, tiny_upload, monkeypatch, capsys):
     from huggingface_hub import HfApi
 

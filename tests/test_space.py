@@ -314,6 +314,7 @@ def test_examples_are_cached_offline(space):
     assert pathlib.Path(again).read_bytes() == pathlib.Path(download).read_bytes()
 
 
+@pytest.mark.slow
 def test_space_readme_metadata_is_valid():
     import gradio
     from huggingface_hub import SpaceCard

@@ -85,14 +85,15 @@ def test_temporal_mode_removes_flicker_and_never_bleeds_across_a_cut(tmp_path, p
     assert temp["cdc"] < base["cdc"]
     assert temp["auc"] > base["auc"] - 0.01
     # the first frame of each shot is the per-frame result: no state carried in
-    for t in temp_stats["cuts"]:
-        np.testing.assert_array_equal(temp_frames[t], base_frames[t])
+    for t in temp_stats["cuts"]:  # (up to one 8-bit level of batched-convolution rounding)
+        assert np.abs(temp_frames[t].astype(int) - base_frames[t].astype(int)).max() <= 1
     # the second shot alone gives exactly the same frames as the whole clip: no colour bled over the cut
     cut = cut_frames(spec)[0]
     alone = _write_folder(tmp_path / "second", [gray_frame(f) for f in truth[cut:]])
     colorize_video(alone, str(tmp_path / "second_out"), model=jittery_model, size=SIZE, batch_size=4)
+    # (up to one 8-bit level: the frames fall into other batches, and batched convolutions round differently)
     for a, b in zip(_frames(str(tmp_path / "second_out")), temp_frames[cut:]):
-        np.testing.assert_array_equal(a, b)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_default_model_odd_size_and_gif(tmp_path, photo_paths):
