@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow  # the full-size (32M-parameter) ECCV16 network
 colorizers = pytest.importorskip("colorizers")  # rz-colorization (needs IPython)
 from colorizers import util as ref_util  # noqa: E402
 
+from cli_helpers import run_cli  # noqa: E402
 from hf_colorize import ColorizationImageProcessor, ColorizationModel, decode_ab  # noqa: E402
 from hf_colorize.export.eccv16 import (  # noqa: E402
     ConversionError,
@@ -190,16 +191,6 @@ def test_cli(converted, reference, tmp_path):
     assert not (tmp_path / "o2").exists()
 
 
-def _cli(argv, capsys):
-    from hf_colorize.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as done:  # argparse's usage errors exit (code 2) after printing their one line
-        code = done.code
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
 @pytest.mark.parametrize("argv, code, expected", [
     (["{ckpt}", "-o", "{out}", "--temperature", "0"], 2, "argument --temperature: must be a finite number > 0"),
     (["{ckpt}", "-o", "{out}", "--decode-mode", "best"], 2, "argument --decode-mode/--decode: invalid choice"),
@@ -215,7 +206,7 @@ def test_cli_errors_are_one_line_with_exit_codes(argv, code, expected, tmp_path,
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     names = {"ckpt": str(tmp_path / "junk.pth"), "junk": str(tmp_path / "junk.pth"), "out": str(tmp_path / "out"),
              "file": str(tmp_path / "file.txt"), "full": str(tmp_path / "full"), "missing": str(tmp_path / "nope.pth")}
-    got, err = _cli(["convert-eccv16", *[a.format(**names) for a in argv]], capsys)
+    got, _, err = run_cli(["convert-eccv16", *[a.format(**names) for a in argv]], capsys)
     assert got == code and len(err) == 1, err
     assert err[0].startswith("hf-colorize convert-eccv16: error: ") and expected in err[0], err
     assert not (tmp_path / "out").exists() and os.listdir(tmp_path / "full") == ["notes.txt"]

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from skimage import color
 
+from cli_helpers import run_cli
 from hf_colorize.training.data import (
     ColorizationStream,
     DataSourceError,
@@ -198,20 +199,9 @@ def test_training_data_accepts_every_image_extension(generated_folder):
     assert "extra.jfif" in keys and stream.stats.undecodable == 1  # the broken one, counted and skipped
 
 
-def _cli(argv, capsys):
-    from hf_colorize.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as done:  # argparse's usage errors exit (code 2) after printing their one line
-        code = done.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err.strip().splitlines()
-
-
 def test_pack_cli_reports_each_bad_file_in_one_line_and_goes_on(generated_folder, tmp_path, capsys):
     out = tmp_path / "packed"
-    code, stdout, err = _cli(["pack", str(generated_folder), str(out), "--max-side", "32", "--holdout-every", "4"], capsys)
+    code, stdout, err = run_cli(["pack", str(generated_folder), str(out), "--max-side", "32", "--holdout-every", "4"], capsys)
     assert code == 1  # a file failed; the others are packed
     assert err == [f"hf-colorize pack: error: {generated_folder / 'zz_broken.jpg'}: "
                    + err[0].split("zz_broken.jpg: ", 1)[1]] and "(skipped)" in err[0], err
@@ -222,9 +212,9 @@ def test_pack_cli_reports_each_bad_file_in_one_line_and_goes_on(generated_folder
     keys |= set(_keys(ColorizationStream(str(out), split="test", crop_size=32, train=False)))
     assert "extra.jfif" in keys and len(keys) == len(os.listdir(generated_folder)) - 2
     # packing into the same folder again would mix two packs' shards: refused (exit 2), unless --overwrite
-    code, _, err = _cli(["pack", str(generated_folder), str(out)], capsys)
+    code, _, err = run_cli(["pack", str(generated_folder), str(out)], capsys)
     assert code == 2 and len(err) == 1 and "already holds parquet shards" in err[0]
-    code, _, err = _cli(["pack", str(generated_folder), str(out), "--overwrite", "--shard-size", "100"], capsys)
+    code, _, err = run_cli(["pack", str(generated_folder), str(out), "--overwrite", "--shard-size", "100"], capsys)
     assert code == 1 and sorted(os.listdir(out)) == ["train-00000-of-00001.parquet"]
 
 
@@ -249,7 +239,7 @@ def test_data_commands_fail_in_one_line_with_their_exit_code(argv, code, expecte
     (tmp_path / "file.txt").write_text("x")
     names = {"src": str(generated_folder), "out": str(tmp_path / "out"), "file": str(tmp_path / "file.txt"),
              "missing": str(tmp_path / "missing"), "empty": str(tmp_path / "empty"), "tmp": str(tmp_path)}
-    got, _, err = _cli([a.format(**names) for a in argv], capsys)
+    got, _, err = run_cli([a.format(**names) for a in argv], capsys)
     command = argv[0]
     assert got == code and len(err) == 1, err
     assert err[0].startswith(f"hf-colorize {command}: error: ") and expected.format(**names) in err[0], err
@@ -261,12 +251,12 @@ def test_prior_and_palette_commands_write_safetensors_without_a_bar_off_a_termin
     from hf_colorize.training.palette import load_palette
     from hf_colorize.training.priors import load_prior
 
-    code, out, err = _cli(["fit-palette", str(generated_folder), "-o", str(tmp_path / "k.safetensors"), "-k", "16",
+    code, out, err = run_cli(["fit-palette", str(generated_folder), "-o", str(tmp_path / "k.safetensors"), "-k", "16",
                            "--size", "32", "--max-images", "4"], capsys)  # --size: the old spelling of --crop-size
     assert code == 0 and err == [] and "16 palette bins" in out  # stderr is not a terminal: no bar
     bins = load_palette(tmp_path / "k.safetensors")
     assert bins.shape == (16, 2)
-    code, out, err = _cli(["estimate-prior", str(generated_folder), "-o", str(tmp_path / "p.safetensors"),
+    code, out, err = run_cli(["estimate-prior", str(generated_folder), "-o", str(tmp_path / "p.safetensors"),
                            "--bins", str(tmp_path / "k.safetensors"), "--crop-size", "32"], capsys)
     from hf_colorize.training.data import list_image_files
 
@@ -276,6 +266,6 @@ def test_prior_and_palette_commands_write_safetensors_without_a_bar_off_a_termin
     assert torch.isclose(prior.sum(), torch.tensor(1.0)) and (prior > 0).all()
     assert sorted(os.listdir(tmp_path)) == ["k.safetensors", "p.safetensors"]  # no temporaries left
     # --progress draws the bar even off a terminal
-    code, _, err = _cli(["estimate-prior", str(generated_folder), "-o", str(tmp_path / "p2.safetensors"),
+    code, _, err = run_cli(["estimate-prior", str(generated_folder), "-o", str(tmp_path / "p2.safetensors"),
                          "--crop-size", "32", "--progress"], capsys)
     assert code == 0 and "prior" in "\n".join(err)

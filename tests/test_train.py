@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from cli_helpers import run_cli
 from hf_colorize.training.data import pack_folder
 from hf_colorize.training.loop import list_checkpoints
 
@@ -175,17 +176,6 @@ def colour_folder(tmp_path_factory):
     return folder
 
 
-def _train_cli(argv, capsys):
-    from hf_colorize.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as done:  # argparse's usage errors exit (code 2) after printing their one line
-        code = done.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err.strip().splitlines()
-
-
 def _quick(dataset, out, *extra):
     return ["train", "--dataset", str(dataset), "--output-dir", str(out), "--width", "0.125", "--crop-size", "32",
             "--batch-size", "4", "--max-steps", "2", "--warmup-steps", "1", "--prior-images", "8",
@@ -211,7 +201,7 @@ def test_bad_settings_fail_before_training(extra, code, expected, colour_folder,
     names = {"file": str(tmp_path / "file.txt"), "missing": str(tmp_path / "missing"), "tmp": str(tmp_path)}
     out = tmp_path / "run"
     argv = [a.format(**names) for a in _quick(colour_folder, out, *extra)]
-    got, stdout, err = _train_cli(argv, capsys)
+    got, stdout, err = run_cli(argv, capsys)
     assert got == code and len(err) == 1, err
     assert err[0].startswith("hf-colorize train: error: ") and expected.format(**names) in err[0], err
     assert not out.exists()  # nothing trained, no checkpoint written
@@ -224,7 +214,7 @@ def test_push_to_hub_without_a_token_fails_before_training(colour_folder, tmp_pa
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
-    code, _, err = _train_cli(_quick(colour_folder, tmp_path / "run", "--push-to-hub", "--hub-model-id", "me/c"), capsys)
+    code, _, err = run_cli(_quick(colour_folder, tmp_path / "run", "--push-to-hub", "--hub-model-id", "me/c"), capsys)
     assert code == 1 and err == ["hf-colorize train: error: no Hugging Face token: set HF_TOKEN, run `hf auth login`, "
                                  "or pass --token"]
     assert not (tmp_path / "run").exists()
@@ -237,7 +227,7 @@ def test_gray_only_dataset_fails_in_one_line(tmp_path, capsys):
     gray.mkdir()
     for i in range(4):
         Image.new("L", (40, 40), 40 * i).save(gray / f"g{i}.png")
-    code, _, err = _train_cli(_quick(gray, tmp_path / "run"), capsys)
+    code, _, err = run_cli(_quick(gray, tmp_path / "run"), capsys)
     assert code == 1 and len(err) == 1 and err[0].startswith("hf-colorize train: error: bin prior: "), err
     assert not list_checkpoints(tmp_path / "run") and not (tmp_path / "run" / "final").exists()
 
@@ -249,7 +239,7 @@ def test_quick_run_on_generated_photos(colour_folder, tmp_path, capsys):
     from hf_colorize.training.loop import TrainingConfig, train
 
     out = tmp_path / "run"
-    code, stdout, err = _train_cli(_quick(colour_folder, out, "--checkpoint-every", "1", "--checkpoints-total-limit", "1",
+    code, stdout, err = run_cli(_quick(colour_folder, out, "--checkpoint-every", "1", "--checkpoints-total-limit", "1",
                                           "--log-every", "1"), capsys)
     assert code == 0, err
     assert "step 1: loss=" in stdout and "step 2: loss=" in stdout and not [l for l in err if "train:" in l]

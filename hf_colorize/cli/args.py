@@ -29,6 +29,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def int_in(lo: int, hi: int):
+    """An argparse type: an integer in lo..hi."""
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be in {lo}..{hi}, got {text}")
+        return value
+
+    return parse
+
+
 def positive_float(text: str) -> float:
     value = _number(text, float)
     if not value > 0 or math.isinf(value):

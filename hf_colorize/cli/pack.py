@@ -4,17 +4,12 @@ A file that cannot be decoded costs one line (`hf-colorize pack: error: FILE: ca
 the pack goes on; the exit code is then 1.
 """
 
-import argparse
 
 from hf_colorize.cli import add_progress_argument, error, show_progress
-from hf_colorize.cli.args import non_negative_int, positive_int
+from hf_colorize.cli.args import int_in, non_negative_int, positive_int
 
 
-def jpeg_quality(text: str) -> int:
-    value = positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be in 1..100, got {text}")
-    return value
+jpeg_quality = int_in(1, 100)
 
 
 def add_arguments(parser) -> None:

@@ -8,7 +8,7 @@ side. The work is `hf_colorize.video.colorize.colorize_video`.
 import argparse
 
 from hf_colorize.cli import add_progress_argument
-from hf_colorize.cli.args import add_inference_options, non_negative_int, positive_float, unit_interval
+from hf_colorize.cli.args import add_inference_options, int_in, non_negative_int, positive_float, unit_interval
 
 DEFAULT_BATCH_SIZE = 8  # = hf_colorize.video.colorize.DEFAULT_BATCH_SIZE (not imported: --help stays light)
 
@@ -20,11 +20,7 @@ def _strength(text: str) -> float:
     return value
 
 
-def _crf(text: str) -> int:
-    value = non_negative_int(text)
-    if value > 51:
-        raise argparse.ArgumentTypeError(f"must be in 0..51, got {text}")
-    return value
+_crf = int_in(0, 51)
 
 
 def add_arguments(parser) -> None:
