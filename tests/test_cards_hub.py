@@ -159,6 +159,7 @@ def test_folders_load_with_remote_code_without_the_package(tiny_upload, default_
         assert np.allclose(np.load(out), ab.numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_card_metadata_and_eval_results_match_the_evaluation(tiny_upload, evaluation):
     results = json.loads(evaluation.read_text())
     text = (tiny_upload / "README.md").read_text()

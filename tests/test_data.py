@@ -46,6 +46,7 @@ def _keys(stream, n=None):
     return out
 
 
+@pytest.mark.slow
 def test_folder_stream_skips_and_counts_corrupt_and_gray(photo_folder):
     stream = ColorizationStream(str(photo_folder), crop_size=64, train=False)
     items = list(stream)

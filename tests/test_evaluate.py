@@ -68,6 +68,7 @@ def test_results_do_not_depend_on_batching(api_result, tiny_model_dir, photo_pat
             assert again["results"][name][key] == pytest.approx(api_result["results"][name][key], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_writes_table_json_plot_and_contact_sheet(tiny_model_dir, many_photo_files, tmp_path, capsys):
     out_json, plot, sheet = tmp_path / "r.json", tmp_path / "auc.png", tmp_path / "sheet.png"
     rc = main([

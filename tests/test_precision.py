@@ -87,6 +87,7 @@ def test_full_eccv16_bf16_within_budget_of_reference(photo_paths, tmp_path, monk
     assert 0 < (bf16[1:] - fp32[1:]).abs().mean() < 2.0
 
 
+@pytest.mark.slow
 def test_soft_encode_matches_sklearn_nearest_neighbors(photo_paths):
     """The grid-accelerated soft_encode finds exactly the k nearest bins (as scikit-learn's
     NearestNeighbors, the original release's approach) with the same Gaussian weights, on real photo ab
