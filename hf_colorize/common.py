@@ -174,10 +174,9 @@ def image_format_for(path) -> str:
 # Models
 # --------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def quiet_weight_loading():
-    """Hide transformers' "Loading weights" bar (noise on stderr for our small models), then restore it."""
-    from transformers.utils import logging as hf_logging
-
+def progress_bars_off(hf_logging):
+    """Turn off a Hugging Face library's own progress bars for a while (`hf_logging`: the `logging` module
+    of transformers or datasets, which share this API), then restore them."""
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -185,6 +184,13 @@ def quiet_weight_loading():
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def quiet_weight_loading():
+    """Hide transformers' "Loading weights" bar (noise on stderr for our small models)."""
+    from transformers.utils import logging as hf_logging
+
+    return progress_bars_off(hf_logging)
 
 
 def load_colorizer(model=None, image_processor=None, **kwargs):

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from hf_colorize.common import EvaluationError, atomic_path, one_line, shown
-from hf_colorize.common import quiet_weight_loading  # noqa: F401  (its old home; hub/push.py imports it here)
 
 DEFAULT_CROP = 256  # the protocol's crop side, fixed so models with different input sizes compare
 PREDICTORS = ("model", "gray", "mean_color")

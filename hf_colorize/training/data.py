@@ -9,7 +9,6 @@ Images are decoded here, not by `datasets`, so a corrupt sample is skipped and c
 killing the iterator. Grayscale photos carry no colour to learn from and are skipped and counted too.
 """
 
-import contextlib
 import glob
 import io
 import os
@@ -31,6 +30,7 @@ from hf_colorize.common import (
     UsageError,
     atomic_path,
     is_image_file,
+    progress_bars_off,
     one_line,
     shown,
 )
@@ -309,20 +309,6 @@ def check_pack_arguments(folder, out_dir, max_side=256, shard_size=500, quality=
                          "reads every shard of the folder); use another folder or --overwrite to replace them")
 
 
-@contextlib.contextmanager
-def _no_datasets_bars():
-    """Silence `datasets`' own progress bars ("Creating parquet from Arrow format") for a while."""
-    from datasets.utils import logging as ds_logging
-
-    was_enabled = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            ds_logging.enable_progress_bar()
-
-
 def pack_folder(folder, out_dir, max_side=256, shard_size=500, quality=92, holdout_every=0, progress=None,
                 overwrite=False) -> dict:
     """Pack the images of `folder` into parquet shards `train-XXXXX-of-YYYYY.parquet` (and `test-...`
@@ -336,6 +322,7 @@ def pack_folder(folder, out_dir, max_side=256, shard_size=500, quality=92, holdo
     "undecodable": [path, ...], "causes": {path: one-line cause}, "shards": [path, ...]}`.
     Raises `UsageError`/`DataSourceError` (see `check_pack_arguments`)."""
     import datasets
+    from datasets.utils import logging as ds_logging
     from tqdm.auto import tqdm
 
     folder, out_dir = os.fspath(folder), os.fspath(out_dir)
@@ -373,7 +360,7 @@ def pack_folder(folder, out_dir, max_side=256, shard_size=500, quality=92, holdo
                     rows["key"].append(os.path.relpath(path, folder))
                 name = os.path.join(out_dir, SHARD_PATTERN.format(split=split, index=s, count=n_shards))
                 try:
-                    with atomic_path(name) as tmp, _no_datasets_bars():  # ours is the one bar
+                    with atomic_path(name) as tmp, progress_bars_off(ds_logging):  # ours is the one bar
                         datasets.Dataset.from_dict(rows, features=features).to_parquet(tmp)
                 except OSError as err:
                     raise ColorizeError(f"cannot write shard {shown(name)}: {err.strerror or one_line(err)}") from None
