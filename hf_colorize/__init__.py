@@ -23,7 +23,12 @@ from hf_colorize.models.colorization.image_processing_colorization import (
     ColorizationInputError,
     ColorizeError,
 )
+from hf_colorize.models.colorization.configuration_hypercolumn import HypercolumnConfig
 from hf_colorize.models.colorization.modeling_colorization import ColorizationModel, ColorizationOutput, decode_ab
+from hf_colorize.models.colorization.modeling_hypercolumn import (
+    HypercolumnColorizationModel,
+    HypercolumnColorizationOutput,
+)
 from hf_colorize.models.colorization.pipeline_colorization import Colorizer, ImageColorizationPipeline
 
 __version__ = "0.2.0"
@@ -39,6 +44,12 @@ AutoImageProcessor.register(ColorizationConfig, slow_image_processor_class=Color
 ColorizationConfig.register_for_auto_class()
 ColorizationModel.register_for_auto_class("AutoModel")
 ColorizationImageProcessor.register_for_auto_class("AutoImageProcessor")
+# the second family (Larsson et al.'s hypercolumns) shares the image processor and the pipeline
+AutoConfig.register(HypercolumnConfig.model_type, HypercolumnConfig, exist_ok=True)
+AutoModel.register(HypercolumnConfig, HypercolumnColorizationModel, exist_ok=True)
+AutoImageProcessor.register(HypercolumnConfig, slow_image_processor_class=ColorizationImageProcessor, exist_ok=True)
+HypercolumnConfig.register_for_auto_class()
+HypercolumnColorizationModel.register_for_auto_class("AutoModel")
 PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageColorizationPipeline, pt_model=AutoModel, type="image")
 
 
@@ -89,6 +100,9 @@ __all__ = [
     "ColorizeError",
     "Colorizer",
     "ImageColorizationPipeline",
+    "HypercolumnConfig",
+    "HypercolumnColorizationModel",
+    "HypercolumnColorizationOutput",
     "DEFAULT_MODEL",
     "TASK",
     "decode_ab",

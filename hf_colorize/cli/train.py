@@ -33,8 +33,26 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def layer_list(text: str) -> tuple:
+    """Comma-separated layer names (checked against the architecture's by `check_config`)."""
+    layers = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not layers:
+        raise argparse.ArgumentTypeError("needs at least one layer name")
+    return layers
+
+
 def add_arguments(parser) -> None:
-    from hf_colorize.training.loop import LOSSES, LR_SCHEDULES, MIXED_PRECISIONS, NORMS, REPORTERS, TrainingConfig
+    from hf_colorize.training.loop import (
+        ARCHITECTURES,
+        COLOR_SPACES,
+        LAB_HISTOGRAMS,
+        LOSSES,
+        LR_SCHEDULES,
+        MIXED_PRECISIONS,
+        NORMS,
+        REPORTERS,
+        TrainingConfig,
+    )
 
     require("accelerate", "datasets")
     d = TrainingConfig()  # the defaults live in one place
@@ -49,9 +67,11 @@ def add_arguments(parser) -> None:
     data.add_argument("--shuffle-buffer", type=non_negative_int, default=d.shuffle_buffer,
                       help="records in the shuffle buffer (0 or 1: no shuffling)")
     model = parser.add_argument_group("model")
+    model.add_argument("--architecture", default=d.architecture, choices=ARCHITECTURES,
+                       help="eccv16 (Zhang et al., default) or hypercolumn (Larsson et al.)")
     model.add_argument("--init-from", default=None, help="fine-tune from this model (folder or Hub id)")
     model.add_argument("--width", type=positive_float, default=d.width,
-                       help="width multiplier (1.0 = the paper's 32.2M-parameter net)")
+                       help="width multiplier (1.0 = the paper's net: ECCV16 32.2M, VGG-16 hypercolumn 144M parameters)")
     model.add_argument("--norm", default=d.norm, choices=NORMS)
     model.add_argument("--bins", default=None, help="k-means palette from `hf-colorize fit-palette` (default: 313 ECCV16 bins)")
     model.add_argument("--loss", default=d.loss, choices=LOSSES)
@@ -60,6 +80,18 @@ def add_arguments(parser) -> None:
     model.add_argument("--prior-images", type=positive_int, default=d.prior_images,
                        help="images used to estimate the prior when --prior is not given")
     model.add_argument("--rebalance-lambda", type=unit_interval, default=d.rebalance_lambda)
+    hyper = parser.add_argument_group("hypercolumn architecture (--architecture hypercolumn)")
+    hyper.add_argument("--color-space", default=d.color_space, choices=COLOR_SPACES,
+                       help="histograms of a and b (lab) or of hue and chroma (hue-chroma)")
+    hyper.add_argument("--lab-histogram", default=d.lab_histogram, choices=LAB_HISTOGRAMS,
+                       help="for lab: two marginals of 32 bins or one joint 16x16 histogram")
+    hyper.add_argument("--hypercolumn-layers", type=layer_list, default=None, metavar="L1,L2,...",
+                       help="VGG-16 layers in the hypercolumn (default: conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc6,fc7)")
+    hyper.add_argument("--hidden-size", type=positive_int, default=d.hidden_size, help="units of h_fc1")
+    hyper.add_argument("--sample-pixels", type=positive_int, default=d.sample_pixels,
+                       help="pixels per image whose hypercolumn is trained each step (sparse training)")
+    hyper.add_argument("--init-backbone", default=None, metavar="PATH",
+                       help="torchvision VGG-16 weights (.safetensors or a weights-only torch file) for the trunk")
     optim = parser.add_argument_group("optimization")
     optim.add_argument("--max-steps", type=positive_int, default=d.max_steps)
     optim.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="per process")

@@ -42,6 +42,12 @@ __all__ = ["TrainingConfig", "TrainingError", "check_config", "train", "list_che
 
 CHECKPOINT_PREFIX = "checkpoint-"
 LOSSES = ("rebalanced_ce", "ce", "focal")
+ARCHITECTURES = ("eccv16", "hypercolumn")
+COLOR_SPACES = ("lab", "hue-chroma")
+LAB_HISTOGRAMS = ("marginal", "joint")
+# settings that belong to one architecture: giving one a non-default value for the other is an error
+ECCV16_ONLY = ("bins", "loss", "focal_gamma", "prior", "prior_images", "rebalance_lambda")
+HYPERCOLUMN_ONLY = ("color_space", "lab_histogram", "hypercolumn_layers", "hidden_size", "sample_pixels", "init_backbone")
 NORMS = ("batch", "group", "none")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
@@ -66,8 +72,9 @@ class TrainingConfig:
     crop_size: int = 176  # random-resized-crop side, a multiple of 8
     shuffle_buffer: int = 512
     # model
+    architecture: str = "eccv16"  # or "hypercolumn" (Larsson et al.)
     init_from: Optional[str] = None  # fine-tune this model (folder or Hub id)
-    width: float = 0.25  # width multiplier (1.0 = the paper's 32.2M-parameter network)
+    width: float = 0.25  # width multiplier (1.0 = the paper's network: ECCV16 32.2M, VGG-16 hypercolumn 144M)
     norm: str = "batch"
     bins: Optional[str] = None  # k-means palette from `fit-palette` (default: the 313 ECCV16 bins)
     loss: str = "rebalanced_ce"
@@ -75,6 +82,13 @@ class TrainingConfig:
     prior: Optional[str] = None  # bin prior from `estimate-prior` (default: estimated from the stream)
     prior_images: int = 500
     rebalance_lambda: float = 0.5
+    # hypercolumn architecture only
+    color_space: str = "lab"  # or "hue-chroma"
+    lab_histogram: str = "marginal"  # or "joint"
+    hypercolumn_layers: Optional[Tuple[str, ...]] = None  # default the paper's seven
+    hidden_size: int = 1024
+    sample_pixels: int = 128  # hypercolumns per image and step (sparse training)
+    init_backbone: Optional[str] = None  # torchvision VGG-16 weights (safetensors or weights-only torch file)
     # optimization
     max_steps: int = 1000
     batch_size: int = 16  # per process
@@ -125,8 +139,9 @@ class TrainingConfig:
         if unknown:
             raise UsageError(f"unknown training setting(s): {', '.join(unknown)}")
         values.update(overrides)
-        if values.get("betas") is not None:
-            values["betas"] = tuple(values["betas"])
+        for name in ("betas", "hypercolumn_layers"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def to_json_dict(self) -> dict:
@@ -147,8 +162,9 @@ def check_config(config: TrainingConfig) -> None:
     for name in ("dataset", "output_dir"):
         if not getattr(c, name):
             raise UsageError(f"{_flag(name)} is required")
-    choices = {"loss": LOSSES, "norm": NORMS, "lr_schedule": LR_SCHEDULES, "mixed_precision": MIXED_PRECISIONS,
-               "report_to": REPORTERS}
+    choices = {"architecture": ARCHITECTURES, "loss": LOSSES, "norm": NORMS, "lr_schedule": LR_SCHEDULES,
+               "mixed_precision": MIXED_PRECISIONS, "report_to": REPORTERS, "color_space": COLOR_SPACES,
+               "lab_histogram": LAB_HISTOGRAMS}
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             raise UsageError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(c, name)!r}")
@@ -156,7 +172,26 @@ def check_config(config: TrainingConfig) -> None:
         value = getattr(c, name)
         if not isinstance(value, int) or value < 8 or value % 8:
             raise UsageError(f"{_flag(name)} must be a positive multiple of 8 (the network's total stride), got {value}")
-    for name in ("eval_images", "prior_images", "max_steps", "batch_size", "grad_accum", "log_every"):
+    defaults = TrainingConfig()
+    other = ECCV16_ONLY if c.architecture == "hypercolumn" else HYPERCOLUMN_ONLY
+    for name in other:
+        if getattr(c, name) != getattr(defaults, name) and not c.init_from:
+            raise UsageError(f"{_flag(name)} applies to --architecture {'eccv16' if name in ECCV16_ONLY else 'hypercolumn'}, "
+                             f"not {c.architecture}")
+    if c.hypercolumn_layers is not None:
+        from hf_colorize.models.colorization.configuration_hypercolumn import HYPERCOLUMN_LAYERS
+
+        bad = [layer for layer in c.hypercolumn_layers if layer not in HYPERCOLUMN_LAYERS]
+        if bad or not c.hypercolumn_layers:
+            raise UsageError(f"--hypercolumn-layers must name layers of {', '.join(HYPERCOLUMN_LAYERS)}, got "
+                             f"{', '.join(c.hypercolumn_layers) or 'none'}")
+    if c.init_backbone and not os.path.isfile(c.init_backbone):
+        raise UsageError(f"--init-backbone {shown(c.init_backbone)}: "
+                         + ("not a file" if os.path.exists(c.init_backbone) else "no such file"))
+    if c.init_backbone and c.init_from:
+        raise UsageError("--init-backbone and --init-from contradict each other (the model already has a trunk)")
+    for name in ("eval_images", "prior_images", "max_steps", "batch_size", "grad_accum", "log_every", "hidden_size",
+                 "sample_pixels"):
         if getattr(c, name) < 1:
             raise UsageError(f"{_flag(name)} must be >= 1, got {getattr(c, name)}")
     for name in ("shuffle_buffer", "warmup_steps", "seed", "checkpoint_every", "checkpoints_total_limit", "eval_every"):
@@ -288,33 +323,56 @@ def lr_lambda(config):
 
 
 def build_model(config):
-    """A new model (config.width/norm/bins) or the `init_from` one with this run's loss settings; for
-    `init_from`, `config.width` and `config.norm` are set to the model's (recorded as trained)."""
+    """A new model of `config.architecture` or the `init_from` one (either family) with this run's loss
+    settings; for `init_from`, the architecture, width and norm (and for hypercolumns the colour space)
+    are set to the model's, recorded as trained. `init_backbone` copies VGG-16 weights into a new
+    hypercolumn trunk (`ConversionError`, one line, before any training)."""
     import torch
+    from transformers import AutoModel
 
     from hf_colorize.models.colorization.configuration_colorization import ColorizationConfig
+    from hf_colorize.models.colorization.configuration_hypercolumn import HypercolumnConfig
     from hf_colorize.models.colorization.modeling_colorization import ColorizationModel
+    from hf_colorize.models.colorization.modeling_hypercolumn import HypercolumnColorizationModel
     from hf_colorize.training.palette import load_palette
 
     if config.init_from:
         try:
-            model = ColorizationModel.from_pretrained(config.init_from)
+            model = AutoModel.from_pretrained(config.init_from)
         except Exception as err:  # noqa: BLE001 - transformers raises OSError/ValueError/KeyError variants
             raise ModelLoadError(f"cannot load model {shown(config.init_from)}: {one_line(err)}") from None
-        model.config.loss_type = config.loss
-        model.config.focal_gamma = config.focal_gamma
-        model.config.rebalance_lambda = config.rebalance_lambda
+        if isinstance(model, HypercolumnColorizationModel):
+            config.architecture, config.color_space = "hypercolumn", model.config.color_space
+        elif isinstance(model, ColorizationModel):
+            config.architecture = "eccv16"
+            model.config.loss_type = config.loss
+            model.config.focal_gamma = config.focal_gamma
+            model.config.rebalance_lambda = config.rebalance_lambda
+        else:
+            raise ModelLoadError(f"cannot fine-tune {shown(config.init_from)}: not a colorization model "
+                                 f"({type(model).__name__})")
         config.width, config.norm = model.config.width_multiplier, model.config.norm_type
         return model
-    bins = load_palette(config.bins).tolist() if config.bins else None
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
     try:
-        model_config = ColorizationConfig(width_multiplier=config.width, norm_type=config.norm, ab_bins=bins,
-                                          loss_type=config.loss, focal_gamma=config.focal_gamma,
-                                          rebalance_lambda=config.rebalance_lambda)
+        if config.architecture == "hypercolumn":
+            layers = {"hypercolumn_layers": list(config.hypercolumn_layers)} if config.hypercolumn_layers else {}
+            model = HypercolumnColorizationModel(HypercolumnConfig(
+                width_multiplier=config.width, norm_type=config.norm, color_space=config.color_space,
+                lab_histogram=config.lab_histogram, hidden_size=config.hidden_size,
+                sample_pixels=config.sample_pixels, **layers))
+        else:
+            bins = load_palette(config.bins).tolist() if config.bins else None
+            model = ColorizationModel(ColorizationConfig(
+                width_multiplier=config.width, norm_type=config.norm, ab_bins=bins, loss_type=config.loss,
+                focal_gamma=config.focal_gamma, rebalance_lambda=config.rebalance_lambda))
     except ValueError as err:
         raise TrainingError(f"cannot build the model: {one_line(err)}") from None
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    return ColorizationModel(model_config)
+    if config.init_backbone:
+        from hf_colorize.export.vgg16 import init_backbone
+
+        init_backbone(model, config.init_backbone)
+    return model
 
 
 def evaluate(model, config, accelerator, device):
@@ -394,7 +452,7 @@ def train(config=None, **overrides) -> str:
 
     checkpoints = [] if config.no_resume else list_checkpoints(config.output_dir)
     resume_dir = config.resume_from or (checkpoints[-1] if checkpoints else None)
-    if resume_dir is None and config.loss == "rebalanced_ce":
+    if resume_dir is None and config.architecture == "eccv16" and config.loss == "rebalanced_ce":
         try:
             if config.prior:
                 prior = load_prior(config.prior, model.ab_bins)
