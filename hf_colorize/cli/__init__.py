@@ -17,6 +17,7 @@ PROG = "hf-colorize"
 # command -> (module, one-line help, the optional extra it needs)
 COMMANDS = {
     "colorize": ("colorize", "colorize photos (files, folders, globs)", None),
+    "colorize-dataset": ("colorize_dataset", "colorize a whole dataset into parquet shards (many processes, resumable)", "train"),
     "train": ("train", "train or fine-tune a colorizer with Accelerate on a streamed dataset", "train"),
     "pack": ("pack", "pack an image folder into parquet shards for streaming", "train"),
     "estimate-prior": ("estimate_prior", "estimate the ab bin prior (class rebalancing) from a stream", "train"),
