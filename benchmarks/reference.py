@@ -13,8 +13,14 @@ SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def shared_bins() -> torch.Tensor:
-    """The 313 ECCV16 bin centres `(313, 2)` from the shared zhang_pts_in_hull.json."""
-    return torch.tensor(json.loads((SHARED / "zhang_pts_in_hull.json").read_text())["ab"], dtype=torch.float32)
+    """The 313 ECCV16 bin centres `(313, 2)` from the shared zhang_pts_in_hull.json, or (without ../shared)
+    the package's copy of the same values (`eccv16_ab_bins`, checked equal in tests/test_convert_eccv16.py)."""
+    path = SHARED / "zhang_pts_in_hull.json"
+    if path.is_file():
+        return torch.tensor(json.loads(path.read_text())["ab"], dtype=torch.float32)
+    from hf_colorize import eccv16_ab_bins
+
+    return torch.tensor(eccv16_ab_bins(), dtype=torch.float32)
 
 
 def make_reference_model(calibration_photos, seed: int = 0):

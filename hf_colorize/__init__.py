@@ -36,6 +36,8 @@ __version__ = "0.2.0"
 TASK = "image-colorization"
 #: The small trained checkpoint shipped inside the package (a folder `from_pretrained` accepts).
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
+#: a small embedded hypercolumn model (Larsson et al., hue/chroma): the second family, offline
+HYPERCOLUMN_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hypercolumn_model")
 
 AutoConfig.register(ColorizationConfig.model_type, ColorizationConfig, exist_ok=True)
 AutoModel.register(ColorizationConfig, ColorizationModel, exist_ok=True)
@@ -51,6 +53,18 @@ AutoImageProcessor.register(HypercolumnConfig, slow_image_processor_class=Colori
 HypercolumnConfig.register_for_auto_class()
 HypercolumnColorizationModel.register_for_auto_class("AutoModel")
 PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageColorizationPipeline, pt_model=AutoModel, type="image")
+
+
+def _register_int8() -> None:
+    """precision="int8" runs through ONNX Runtime, which the remote-code files may not import: the package
+    plugs it into the `Colorizer` here (onnxruntime itself is imported only when int8 is used)."""
+    from hf_colorize.export import int8
+    from hf_colorize.models.colorization import pipeline_colorization
+
+    pipeline_colorization.LOGITS_BACKENDS.setdefault("int8", int8.BACKEND)
+
+
+_register_int8()
 
 
 # Module paths of version 0.1 (a flat package) -> where they live now. Kept importable for one release;
@@ -104,6 +118,7 @@ __all__ = [
     "HypercolumnColorizationModel",
     "HypercolumnColorizationOutput",
     "DEFAULT_MODEL",
+    "HYPERCOLUMN_MODEL",
     "TASK",
     "decode_ab",
     "eccv16_ab_bins",

@@ -218,4 +218,7 @@ def load_colorizer(model=None, image_processor=None, **kwargs):
         raise ModelLoadError(f"cannot load model {shown(source)}: {one_line(err)}") from None
     if image_processor is not None:
         colorizer.image_processor = image_processor
-    return Colorizer(colorizer.model, colorizer.image_processor, **kwargs)
+    try:
+        return Colorizer(colorizer.model, colorizer.image_processor, **kwargs)
+    except (TypeError, ValueError) as err:  # an option this model does not take, e.g. fading_eta for ECCV16
+        raise UsageError(f"{shown(source)}: {one_line(err)}") from None

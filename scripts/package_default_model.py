@@ -1,6 +1,7 @@
-"""Package a trained export as the embedded default model (`hf_colorize/default_model`).
+"""Package a trained export as an embedded model (default `hf_colorize/default_model`; either family).
 
     python scripts/package_default_model.py runs/w375ft/final --size 144 --temperature 0.25
+    python scripts/package_default_model.py runs/hc/hc-huechroma/final --out hf_colorize/hypercolumn_model
 
 Writes config.json (with the given inference defaults: network input size and annealed-mean
 temperature), preprocessor_config.json (same size), model.safetensors with the float parameters cast to
@@ -20,7 +21,9 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # scripts/ -> the repository root
 sys.path.insert(0, ROOT)
-from hf_colorize import ColorizationImageProcessor, ColorizationModel  # noqa: E402
+from transformers import AutoModel  # noqa: E402
+
+from hf_colorize import ColorizationImageProcessor  # noqa: E402  (importing it registers both families)
 
 OUT = os.path.join(ROOT, "hf_colorize", "default_model")
 
@@ -33,7 +36,7 @@ def main():
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
 
-    model = ColorizationModel.from_pretrained(args.export, dtype=torch.float32)
+    model = AutoModel.from_pretrained(args.export, dtype=torch.float32)
     if args.size:
         model.config.image_size = args.size
     if args.temperature:

@@ -58,6 +58,7 @@ from hf_colorize.models.colorization.configuration_colorization import DECODE_MO
 from hf_colorize.models.colorization.image_processing_colorization import load_pixels  # noqa: E402
 
 DEFAULT_LABEL = "hf-colorize default (embedded)"
+HYPERCOLUMN_LABEL = "hypercolumn, Larsson et al. (embedded, small)"
 DECODE_CHOICES = [
     ("Annealed mean (paper default)", "annealed_mean"),
     ("Mode: most likely colour", "mode"),
@@ -115,6 +116,7 @@ def model_choices() -> dict:
     extra = [m.strip() for m in os.environ.get("HF_COLORIZE_MODEL", "").split(",") if m.strip()]
     choices = {m: m for m in extra}
     choices[DEFAULT_LABEL] = hf_colorize.DEFAULT_MODEL
+    choices[HYPERCOLUMN_LABEL] = hf_colorize.HYPERCOLUMN_MODEL  # the second model family
     return choices
 
 
@@ -143,9 +145,10 @@ class ModelCache:
             return self._colorizers[label]
 
     def defaults(self, label):
-        """(temperature, processing size) the model was configured with."""
+        """(temperature, processing size, decoding mode) the model was configured with."""
         colorizer = self.get(label)
-        return float(colorizer.model.config.decode_temperature), int(colorizer.image_processor.size)
+        config = colorizer.model.config
+        return float(config.decode_temperature), int(colorizer.image_processor.size), config.decode_mode
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,7 +271,7 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
     models = models or ModelCache(model_choices())
     labels = list(models.choices)
     first = labels[0]
-    default_temperature, default_size = models.defaults(first)  # also fails fast on a bad model
+    default_temperature, default_size, default_decode = models.defaults(first)  # also fails fast on a bad model
     outputs_dir = OutputDir()
     if "GRADIO_EXAMPLES_CACHE" not in os.environ:
         os.environ["GRADIO_EXAMPLES_CACHE"] = _examples_cache_dir(models, first)
@@ -354,8 +357,8 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
         return out, out, status
 
     def on_model_change(model):
-        temperature, size = models.defaults(model)
-        return gr.update(value=temperature), gr.update(value=size)
+        temperature, size, decode = models.defaults(model)
+        return gr.update(value=temperature), gr.update(value=size), gr.update(value=decode)
 
     video_fn = _video_function()
 
@@ -367,7 +370,7 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
         )
         with gr.Row():
             model = gr.Dropdown(labels, value=first, label="Model", visible=len(labels) > 1, scale=2)
-            decode_mode = gr.Dropdown(DECODE_CHOICES, value="annealed_mean", label="Decoding mode", scale=2)
+            decode_mode = gr.Dropdown(DECODE_CHOICES, value=default_decode, label="Decoding mode", scale=2)
             temperature = gr.Slider(
                 0.05, 1.0, value=default_temperature, step=0.01, label="Temperature", scale=3,
                 info="Lower = more vivid (towards the most likely colour); higher = more conservative (towards the average).",
@@ -429,7 +432,7 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
                                 [video_out, video_file, video_status], api_name="colorize_video",
                                 concurrency_id="colorize")
 
-        model.change(on_model_change, model, [temperature, size], api_visibility="private")
+        model.change(on_model_change, model, [temperature, size, decode_mode], api_visibility="private")
         gr.Markdown(
             "Temperature applies to *annealed mean* and *sample*. Clicking an example shows a result cached "
             "with the default settings; press **Colorize** to rerun it with yours."

@@ -174,6 +174,16 @@ def shared_photos(imagenet_files):
 
 
 @pytest.fixture(scope="session")
+def colour_folder(tmp_path_factory):
+    """12 generated colour photos (48 px) for quick training runs and setting checks."""
+    from test_data import make_colour_images
+
+    folder = tmp_path_factory.mktemp("colour")
+    make_colour_images(folder, 12, size=48)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny randomly initialised colorizer saved with its image processor (fast on CPU)."""
     import torch
@@ -184,6 +194,23 @@ def tiny_model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_model")
     model = ColorizationModel(ColorizationConfig(width_multiplier=0.125)).eval()
     model.save_pretrained(path)
+    ColorizationImageProcessor(size=64).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_hypercolumn_dir(tmp_path_factory):
+    """A tiny randomly initialised hypercolumn colorizer (hue/chroma: the decoding path that needs the
+    network input) saved with its image processor."""
+    import torch
+
+    from hf_colorize import ColorizationImageProcessor, HypercolumnColorizationModel, HypercolumnConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_hypercolumn")
+    config = HypercolumnConfig(width_multiplier=0.125, hidden_size=32, fc_channels=256, color_space="hue-chroma",
+                               image_size=64)
+    HypercolumnColorizationModel(config).eval().save_pretrained(path)
     ColorizationImageProcessor(size=64).save_pretrained(path)
     return path
 

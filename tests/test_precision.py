@@ -36,8 +36,8 @@ def test_bf16_pipeline_close_to_fp32(tiny_model_dir, photo_paths):
 
 def test_bad_precision_is_one_clear_error(tiny_model_dir, photo_paths):
     pipe = pipeline("image-colorization", model=str(tiny_model_dir))
-    with pytest.raises(ValueError, match="precision must be 'fp32', 'bf16' or 'fp16', got 'int8'"):
-        pipe(str(photo_paths[0]), precision="int8")
+    with pytest.raises(ValueError, match="precision must be 'auto', 'fp32', 'bf16', 'fp16' or 'int8', got 'int4'"):
+        pipe(str(photo_paths[0]), precision="int4")
 
 
 def test_decoding_and_soft_encoding_stay_fp32_under_autocast(photo_paths):

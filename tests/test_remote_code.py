@@ -15,7 +15,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, pipeline
 
 import hf_colorize
-from hf_colorize import ColorizationImageProcessor, ColorizationModel, ImageColorizationPipeline
+from hf_colorize import ColorizationImageProcessor, ImageColorizationPipeline
 
 # Runs in a fresh interpreter with cwd = a temp dir and no PYTHONPATH; the meta path finder makes
 # `import hf_colorize` fail even if the package is pip-installed (editable installs use a finder too).
@@ -78,8 +78,14 @@ def photo(photo_paths, tmp_path_factory):
     return path
 
 
+@pytest.fixture(params=["eccv16", "hypercolumn"])
+def model_folder(request, tiny_model_dir, tiny_hypercolumn_dir):
+    """Each model family's tiny saved folder."""
+    return tiny_model_dir if request.param == "eccv16" else tiny_hypercolumn_dir
+
+
 def _installed_outputs(folder, photo):
-    model = ColorizationModel.from_pretrained(folder).eval()
+    model = AutoModel.from_pretrained(folder).eval()
     processor = ColorizationImageProcessor.from_pretrained(folder)
     colorize = pipeline("image-colorization", model=str(folder))
     inputs = processor(str(photo))
@@ -95,16 +101,21 @@ def _installed_outputs(folder, photo):
     }
 
 
-REMOTE_FILES = ("configuration_colorization", "modeling_colorization", "image_processing_colorization",
+ECCV16_FILES = ("configuration_colorization", "modeling_colorization", "image_processing_colorization",
                 "pipeline_colorization")
+REMOTE_FILES = ECCV16_FILES + ("configuration_hypercolumn", "modeling_hypercolumn")
 
 
-def test_saved_folder_holds_self_contained_remote_code(tiny_model_dir):
-    """The four files are in the folder and import only each other, transformers, torch, numpy, PIL
+def _family_files(folder):
+    return REMOTE_FILES if (folder / "modeling_hypercolumn.py").exists() else ECCV16_FILES
+
+
+def test_saved_folder_holds_self_contained_remote_code(model_folder):
+    """The family's files are in the folder and import only each other, transformers, torch, numpy, PIL
     and the standard library."""
     allowed = {"transformers", "torch", "numpy", "PIL"} | set(sys.stdlib_module_names)
-    for name in REMOTE_FILES:
-        tree = ast.parse((tiny_model_dir / f"{name}.py").read_text())
+    for name in _family_files(model_folder):
+        tree = ast.parse((model_folder / f"{name}.py").read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level:
                 assert node.module in REMOTE_FILES, f"{name}: from .{node.module}"
@@ -115,7 +126,8 @@ def test_saved_folder_holds_self_contained_remote_code(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_remote_code_matches_installed_package(tiny_model_dir, photo, tmp_path):
+def test_remote_code_matches_installed_package(model_folder, photo, tmp_path):
+    tiny_model_dir = model_folder
     out = tmp_path / "out"
     out.mkdir()
     (tmp_path / "child.py").write_text(CHILD)
@@ -128,7 +140,7 @@ def test_remote_code_matches_installed_package(tiny_model_dir, photo, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ok ImageColorizationPipeline" in proc.stdout
-    for name in REMOTE_FILES:
+    for name in _family_files(tiny_model_dir):
         assert (out / "resaved" / f"{name}.py").read_text() == (tiny_model_dir / f"{name}.py").read_text(), name
     ours = _installed_outputs(tiny_model_dir, photo)
     for name, expected in ours.items():
@@ -139,14 +151,15 @@ def test_remote_code_matches_installed_package(tiny_model_dir, photo, tmp_path):
         assert ours["pipeline"].shape == (im.height, im.width, 3)
 
 
-def test_installed_package_needs_no_trust_remote_code(tiny_model_dir, default_model_dir, photo):
-    """With hf_colorize imported, a folder with (tiny model) or without (embedded default) remote code
-    loads through the Auto classes and the task name with trust_remote_code left unset."""
-    for folder in (tiny_model_dir, default_model_dir):
+def test_installed_package_needs_no_trust_remote_code(tiny_model_dir, tiny_hypercolumn_dir, default_model_dir, photo):
+    """With hf_colorize imported, a folder with (tiny models of both families) or without (embedded default)
+    remote code loads through the Auto classes and the task name with trust_remote_code left unset."""
+    for folder in (tiny_model_dir, tiny_hypercolumn_dir, default_model_dir):
         model = AutoModel.from_pretrained(folder)
         processor = AutoImageProcessor.from_pretrained(folder)
         colorize = pipeline("image-colorization", model=str(folder))
-        assert type(model) is hf_colorize.ColorizationModel
+        family = hf_colorize.HypercolumnColorizationModel if folder == tiny_hypercolumn_dir else hf_colorize.ColorizationModel
+        assert type(model) is family
         assert type(processor) is hf_colorize.ColorizationImageProcessor
         assert type(colorize) is ImageColorizationPipeline
         with Image.open(photo) as im:

@@ -202,7 +202,7 @@ def test_model_choice_loads_each_model_once(space, photo_paths, tiny_model_dir):
     app, models, client, _, _ = space
     from gradio_client import handle_file
 
-    assert list(models.choices) == [str(tiny_model_dir), UNCACHED_HUB_MODEL, app.DEFAULT_LABEL]
+    assert list(models.choices) == [str(tiny_model_dir), UNCACHED_HUB_MODEL, app.DEFAULT_LABEL, app.HYPERCOLUMN_LABEL]
     first = models.get(str(tiny_model_dir))
     for _ in range(2):
         _, result = client.predict(handle_file(str(photo_paths[3])), size=64, api_name="/colorize")  # default = tiny
@@ -217,6 +217,10 @@ def test_model_choice_loads_each_model_once(space, photo_paths, tiny_model_dir):
     assert isinstance(first, Colorizer)
     with Image.open(result) as served_image:
         assert (np.asarray(served_image.convert("RGB")) == first(str(photo_paths[3]), size=64, output_type="np")).all()
+    # the second family, through the same path
+    _, result = client.predict(handle_file(str(photo_paths[3])), model=app.HYPERCOLUMN_LABEL, api_name="/colorize")
+    assert_colorized(result, photo_paths[3])
+    assert type(models.get(app.HYPERCOLUMN_LABEL).model).__name__ == "HypercolumnColorizationModel"
 
 
 def _app_error(client, *args, **kwargs) -> str:

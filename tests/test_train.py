@@ -167,15 +167,6 @@ def test_bad_dataset_gives_one_line_error(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 # Checks before training, one-line errors and exit codes (generated photos: no ../shared needed)
 # --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def colour_folder(tmp_path_factory):
-    from test_data import make_colour_images
-
-    folder = tmp_path_factory.mktemp("colour")
-    make_colour_images(folder, 12, size=48)
-    return folder
-
-
 def _quick(dataset, out, *extra):
     return ["train", "--dataset", str(dataset), "--output-dir", str(out), "--width", "0.125", "--crop-size", "32",
             "--batch-size", "4", "--max-steps", "2", "--warmup-steps", "1", "--prior-images", "8",

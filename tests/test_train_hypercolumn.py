@@ -95,15 +95,6 @@ def test_init_backbone_refuses_pickles_and_wrong_shapes(tmp_path):
     assert torch.equal(model.convs["conv1_1"].weight, before)  # nothing was copied
 
 
-@pytest.fixture(scope="module")
-def colour_folder(tmp_path_factory):
-    from test_data import make_colour_images
-
-    folder = tmp_path_factory.mktemp("colour_hc")
-    make_colour_images(folder, 12, size=48)
-    return folder
-
-
 def _quick(dataset, out, *extra):
     return ["train", "--architecture", "hypercolumn", "--dataset", str(dataset), "--output-dir", str(out),
             "--width", "0.125", "--hidden-size", "32", "--hypercolumn-layers", "conv1_2,conv2_2,conv3_3",

@@ -4,8 +4,8 @@ import argparse
 import math
 
 from hf_colorize.models.colorization.configuration_colorization import DECODE_MODES
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+# the Colorizer's `PRECISION_CHOICES`, spelled out so that --help need not import the pipeline (tested equal)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def _number(text: str, kind):
@@ -62,9 +62,11 @@ def network_size(text: str) -> int:
     return value
 
 
-def add_inference_options(parser, batch_size: int = 4, device_default: str = None) -> None:
+def add_inference_options(parser, batch_size: int = 4, device_default: str = None, fading: bool = True) -> None:
     """The options of the one inference path (`Colorizer`): --model, --temperature, --decode-mode (alias
-    --decode), --size, --precision, --device, --batch-size. Unset ones take the model's defaults."""
+    --decode), --size, --precision, --device, --batch-size, and for hue/chroma hypercolumn models
+    --chromatic-fading/--no-chromatic-fading and --fading-eta (unless `fading=False`). Unset ones take the
+    model's defaults."""
     group = parser.add_argument_group("colorization")
     group.add_argument("--model", metavar="M", default=None,
                        help="model folder or Hub id (default: the embedded model, hf_colorize.DEFAULT_MODEL)")
@@ -76,13 +78,27 @@ def add_inference_options(parser, batch_size: int = 4, device_default: str = Non
     group.add_argument("--size", type=network_size, metavar="N",
                        help="network input side, a multiple of 8 (default: the model's image_size)")
     group.add_argument("--precision", choices=PRECISIONS, default=None,
-                       help="fp32 (default); bf16 is faster only on CPUs with fast bf16 (AMX) and on GPUs; fp16 for GPUs")
+                       help="auto (default: bf16 on CPUs with AMX and on recent GPUs, fp16 on older GPUs, else fp32), "
+                            "fp32, bf16, fp16, or int8 (quantized, CPU, needs onnxruntime: pip install "
+                            "'hf-colorize[onnx]'; the first use quantizes the model, then it is cached)")
     group.add_argument("--device", default=device_default, help="torch device, e.g. cpu or cuda (default: cpu)")
     group.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="B",
                        help=f"images per forward pass (default {batch_size})")
+    if fading:
+        add_fading_options(group)
 
 
 def inference_kwargs(args) -> dict:
     """The `load_colorizer` keyword arguments of `add_inference_options`' flags."""
     return {"device": args.device or "cpu", "batch_size": args.batch_size, "temperature": args.temperature,
-            "decode_mode": args.decode_mode, "size": args.size, "precision": args.precision}
+            "decode_mode": args.decode_mode, "size": args.size, "precision": args.precision,
+            **{k: getattr(args, k) for k in ("chromatic_fading", "fading_eta") if getattr(args, k, None) is not None}}
+
+
+def add_fading_options(group) -> None:
+    """--chromatic-fading/--no-chromatic-fading and --fading-eta: hue/chroma hypercolumn models only
+    (default: the model's config; giving them for another model is an error)."""
+    group.add_argument("--chromatic-fading", action=argparse.BooleanOptionalAction, default=None,
+                       help="hue/chroma hypercolumn models: fade uncertain hues towards gray (default: the model's)")
+    group.add_argument("--fading-eta", type=positive_float, default=None, metavar="ETA",
+                       help="chromatic fading threshold on |z| of the hue histogram (default: the model's, 0.03)")

@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
                      help="images per output shard, the unit of work and of resuming (default 256)")
     out.add_argument("--format", choices=("png", "jpeg", "webp"), default=None, help="image encoding (default png)")
     out.add_argument("--quality", type=int_in(1, 100), default=None, metavar="Q", help="jpeg / webp quality (default 95)")
-    add_inference_options(parser, batch_size=DEFAULT_BATCH_SIZE)
+    add_inference_options(parser, batch_size=DEFAULT_BATCH_SIZE, fading=False)
     device = next(a for a in parser._actions if a.dest == "device")
     device.help = "torch device (default: each process's own, cuda:LOCAL_RANK under a launcher, else cpu)"
     parser.add_argument("--seed", type=int, default=None, help="random seed for --decode-mode sample")

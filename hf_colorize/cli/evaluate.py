@@ -7,7 +7,7 @@ side; the other colorization options are spelt as everywhere (`cli.args`).
 """
 
 from hf_colorize.cli import add_progress_argument
-from hf_colorize.cli.args import PRECISIONS, network_size, positive_float, positive_int
+from hf_colorize.cli.args import PRECISIONS, add_fading_options, network_size, positive_float, positive_int
 from hf_colorize.models.colorization.configuration_colorization import DECODE_MODES
 
 DEFAULT_CROP = 256  # = hf_colorize.evaluation.protocol.DEFAULT_CROP (not imported: --help stays light)
@@ -31,7 +31,9 @@ def add_arguments(parser) -> None:
                        help="annealed-mean temperature (default: the model's decode_temperature)")
     group.add_argument("--decode-mode", "--decode", dest="decode_mode", choices=DECODE_MODES, metavar="MODE",
                        help=f"decoding of the bin distribution: {', '.join(DECODE_MODES)} (default: the model's)")
-    group.add_argument("--precision", choices=PRECISIONS, default=None, help="fp32 (default), bf16 or fp16")
+    group.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="auto (default), fp32, bf16, fp16 or int8 (see hf-colorize colorize --help)")
+    add_fading_options(group)
     group.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     group.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="crops per forward pass (default 8)")
     out = parser.add_argument_group("outputs")
@@ -67,7 +69,8 @@ def run(args) -> int:
     results = evaluate_model(
         args.model, args.dataset, split=args.split, image_column=args.image_column, limit=args.limit,
         size=args.size, network_size=args.network_size, temperature=args.temperature, decode_mode=args.decode_mode,
-        precision=args.precision, device=args.device or "cpu", batch_size=args.batch_size,
+        precision=args.precision, chromatic_fading=args.chromatic_fading, fading_eta=args.fading_eta,
+        device=args.device or "cpu", batch_size=args.batch_size,
         contact_sheet=args.contact_sheet, sheet_images=args.sheet_images, dataset_name=args.dataset,
         progress=show_progress(args), warn=_warn,
     )

@@ -88,6 +88,8 @@ def add_arguments(parser) -> None:
     hyper.add_argument("--hypercolumn-layers", type=layer_list, default=None, metavar="L1,L2,...",
                        help="VGG-16 layers in the hypercolumn (default: conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc6,fc7)")
     hyper.add_argument("--hidden-size", type=positive_int, default=d.hidden_size, help="units of h_fc1")
+    hyper.add_argument("--fc-channels", type=positive_int, default=d.fc_channels,
+                       help="channels of fc6 and fc7 before --width (VGG-16: 4096)")
     hyper.add_argument("--sample-pixels", type=positive_int, default=d.sample_pixels,
                        help="pixels per image whose hypercolumn is trained each step (sparse training)")
     hyper.add_argument("--init-backbone", default=None, metavar="PATH",

@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("input", help="video file (mp4, mkv, avi, mov, webm, gif, ...) or a folder of frames")
     parser.add_argument("-o", "--output", required=True,
                         help="output video (.mp4 .m4v .mov .mkv .avi .webm .gif) or a folder for PNG frames")
-    add_inference_options(parser, batch_size=DEFAULT_BATCH_SIZE)
+    add_inference_options(parser, batch_size=DEFAULT_BATCH_SIZE, fading=False)
     temporal = parser.add_argument_group("temporal smoothing")
     temporal.add_argument("--no-temporal", action="store_true", help="colorize every frame independently (flickers)")
     temporal.add_argument("--strength", type=_strength, default=None, metavar="S",

@@ -139,6 +139,8 @@ def evaluate_model(
     temperature: Optional[float] = None,
     decode_mode: Optional[str] = None,
     precision: Optional[str] = None,
+    chromatic_fading: Optional[bool] = None,
+    fading_eta: Optional[float] = None,
     device=None,
     batch_size: int = 8,
     image_processor=None,
@@ -154,7 +156,8 @@ def evaluate_model(
     (loaded by `common.load_colorizer`). images: a source string (folder, parquet shards, Hub dataset id)
     or an iterable (e.g. a list of file paths, PIL images or arrays). `limit` caps the number of scored
     colour photos. `size`: crop side (default 256); `network_size`: the model's input side (default the
-    model's). `temperature`, `decode_mode`, `precision`: the `Colorizer` options (default the model's);
+    model's). `temperature`, `decode_mode`, `precision`, `chromatic_fading`, `fading_eta` (hue/chroma
+    hypercolumn models): the `Colorizer` options (default the model's);
     `device`: where a loaded model runs. `contact_sheet`: write a PNG of input / prediction / ground truth
     for the first `sheet_images` photos. `progress`: a tqdm bar; `warn(message)`: told of skipped
     undecodable photos. Keys of the result: "results" (per predictor: auc_raw, auc_rebalanced, psnr,
@@ -176,7 +179,8 @@ def evaluate_model(
     if int(batch_size) < 1:
         raise EvaluationError(f"batch size must be at least 1, got {batch_size}")
     try:
-        options = Colorizer.options(temperature=temperature, decode_mode=decode_mode, precision=precision)
+        options = Colorizer.options(temperature=temperature, decode_mode=decode_mode, precision=precision,
+                                    chromatic_fading=chromatic_fading, fading_eta=fading_eta)
     except (TypeError, ValueError) as err:
         raise EvaluationError(one_line(err)) from None
     colorizer = load_colorizer(model_or_path, image_processor, **({} if device is None else {"device": device}))
@@ -187,8 +191,9 @@ def evaluate_model(
     network_size = network_size or _check_side("network size", options["size"] or processor.size)
     temperature = model.config.decode_temperature if options["temperature"] is None else options["temperature"]
     decode_mode = options["decode_mode"] or model.config.decode_mode
+    fading = {k: options[k] for k in ("chromatic_fading", "fading_eta") if options.get(k) is not None}
     predict = {"temperature": temperature, "decode_mode": decode_mode, "precision": options["precision"],
-               "seed": options["seed"]}
+               "seed": options["seed"], **fading}
     stats = {"grayscale": 0, "undecodable": 0, "undecodable_keys": []}
     metrics = {name: ColorizationMetrics() for name in PREDICTORS}
     ab_sum, n_pixels, n_images, samples = torch.zeros(2, dtype=torch.float64), 0, 0, []
@@ -267,8 +272,10 @@ def evaluate_model(
         "results": results,
         "curves": curves,
     }
-    if options["precision"] != "fp32":
-        out["protocol"]["precision"] = options["precision"]
+    precision = colorizer.resolve_precision(options["precision"])  # "auto" recorded as what it ran as
+    if precision != "fp32":
+        out["protocol"]["precision"] = precision
+    out["protocol"].update(fading)
     if contact_sheet:
         write_contact_sheet(samples, contact_sheet)
     return out

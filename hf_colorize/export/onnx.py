@@ -17,7 +17,7 @@ from torch import nn
 
 from hf_colorize.common import ConversionError, atomic_path, one_line, shown
 
-__all__ = ["export_onnx", "export_model", "onnx_session", "run_onnx", "parity_error", "DEFAULT_TOLERANCE"]
+__all__ = ["export_onnx", "export_model", "export_logits", "onnx_session", "run_onnx", "parity_error", "DEFAULT_TOLERANCE"]
 
 DEFAULT_TOLERANCE = 0.05  # ab units: the largest onnxruntime-vs-torch difference `check` accepts
 
@@ -33,8 +33,53 @@ class _OnnxColorizer(nn.Module):
 
     def forward(self, pixel_values, temperature):
         logits = self.model(pixel_values=pixel_values, decode=False).logits
-        ab = self.model.decode(logits / temperature.reshape(1, 1, 1, 1), temperature=1.0, decode_mode="annealed_mean")
+        ab = self.model.decode(logits / temperature.reshape(1, 1, 1, 1), temperature=1.0, decode_mode="annealed_mean",
+                               **_decode_inputs(self.model, pixel_values))
         return logits, ab
+
+
+def _decode_inputs(model, pixel_values) -> dict:
+    """What `model.decode` needs besides the logits: hue/chroma hypercolumn models convert their colours at
+    the network input's lightness."""
+    return {"pixel_values": pixel_values} if getattr(model, "decode_needs_input", False) else {}
+
+
+class _OnnxLogits(nn.Module):
+    """The network alone (`model(..., decode=False).logits`): what the int8 path quantizes; decoding stays
+    in float32 torch."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values, decode=False).logits
+
+
+def _dynamic_shapes(names):
+    """Batch and height/width as dynamic multiples of 8 (the network's total stride is 4, its decoder needs 8)."""
+    batch, h8, w8 = (torch.export.Dim(n, min=1, max=4096) for n in ("batch", "height_8", "width_8"))
+    return {"pixel_values": {0: batch, 2: 8 * h8, 3: 8 * w8}, **{n: None for n in names}}
+
+
+def export_logits(model, path, size: int = 256, opset: int = 18) -> str:
+    """Write the network alone as ONNX at `path` (input `pixel_values` `(B, 1, H, W)`, output `logits`;
+    dynamic batch, height and width), float32 and contiguous like `export_model`. Raises `ConversionError`."""
+    import onnx
+
+    path = os.fspath(path)
+    model = model.float().to(memory_format=torch.contiguous_format).eval()
+    try:
+        with atomic_path(path, fsync=False) as tmp, torch.no_grad():
+            torch.onnx.export(_OnnxLogits(model).eval(), (torch.zeros(1, 1, size, size),), tmp, dynamo=True,
+                              input_names=["pixel_values"], output_names=["logits"], opset_version=opset,
+                              external_data=False, verbose=False, dynamic_shapes=_dynamic_shapes(()))
+            onnx.checker.check_model(tmp)
+    except OSError as err:
+        raise ConversionError(f"cannot write {shown(path)}: {err.strerror or one_line(err)}") from None
+    except Exception as err:  # noqa: BLE001 - the exporter raises many types; one line
+        raise ConversionError(f"export failed: {one_line(err)}") from None
+    return path
 
 
 def _check_temperature(model) -> float:
@@ -51,7 +96,7 @@ def parity_error(model, session, size: int = 256, seed: int = 0) -> float:
     temperature = _check_temperature(model)
     with torch.inference_mode():
         logits = model(pixel_values=x, decode=False).logits
-        ref = model.decode(logits, temperature=temperature, decode_mode="annealed_mean")
+        ref = model.decode(logits, temperature=temperature, decode_mode="annealed_mean", **_decode_inputs(model, x))
     ort_logits, ab = run_onnx(session, x, temperature)
     return max((ab - ref).abs().max().item(), (ort_logits - logits).abs().max().item())
 
@@ -83,12 +128,10 @@ def export_model(model, path, size: int = 256, opset: int = 18, check: bool = Tr
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with atomic_path(path) as tmp:
-            # the torch.export-based exporter (the legacy TorchScript one mis-traced this model); height and
-            # width are dynamic multiples of 8 (the network's total stride is 4, its decoder needs 8)
-            batch, h8, w8 = (torch.export.Dim(n, min=1, max=4096) for n in ("batch", "height_8", "width_8"))
+            # the torch.export-based exporter (the legacy TorchScript one mis-traced this model)
             kwargs = dict(input_names=["pixel_values", "temperature"], output_names=["logits", "ab"],
                           opset_version=opset, external_data=False, verbose=False,
-                          dynamic_shapes={"pixel_values": {0: batch, 2: 8 * h8, 3: 8 * w8}, "temperature": None})
+                          dynamic_shapes=_dynamic_shapes(("temperature",)))
             try:
                 with torch.no_grad():
                     torch.onnx.export(wrapper, example, tmp, dynamo=True, **kwargs)
@@ -107,14 +150,18 @@ def export_model(model, path, size: int = 256, opset: int = 18, check: bool = Tr
     return {"path": path, "max_difference": difference}
 
 
-def onnx_session(path, threads: int = 0):
-    """An onnxruntime CPU session for an exported file (all graph optimizations on)."""
+def onnx_session(path, threads: int = 0, spinning: bool = True):
+    """An onnxruntime CPU session for an exported file (all graph optimizations on). `spinning=False`:
+    idle threads sleep instead of spinning after each run (they would take the cores from torch, or from
+    other processes, between calls)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -152,6 +152,38 @@ def _recipe(training: Optional[dict]) -> str:
     return text
 
 
+def family_text(config) -> dict:
+    """The card's description of the network, per model family: `system` (the paper and method),
+    `architecture`, `output` and `code_files` (the remote-code files to review)."""
+    if config.model_type == "hypercolumn-colorization":
+        heads = " and ".join(f"{name} ({bins} bins)" for name, bins in config.head_sizes.items())
+        fading = (f"; chroma faded by min(|z| / {config.fading_eta}, 1) where the hue is uncertain"
+                  if config.color_space == "hue-chroma" and config.chromatic_fading else "")
+        return {
+            "system": ("the hypercolumn colorizer of Larsson, Maire & Shakhnarovich, *Learning Representations for "
+                       "Automatic Colorization* (ECCV 2016) — a VGG-16 trunk whose activations at several depths are "
+                       "upsampled to each pixel (a hypercolumn) and mapped to per-pixel colour histograms "
+                       f"({config.color_space}), trained sparsely on {config.sample_pixels} pixels per image with a "
+                       f"KL loss and decoded by {config.decode_mode.replace('_', ' ')}"),
+            "architecture": (f"VGG-16 trunk (width multiplier {config.width_multiplier}), hypercolumn of "
+                             f"{', '.join(config.hypercolumn_layers)}, h_fc1 of {config.hidden_size} units"),
+            "output": (f"per-pixel histograms of {heads} at 1/{config.output_stride} resolution, decoded by "
+                       f"{config.decode_mode.replace('_', ' ')}{fading}"),
+            "code_files": "six `configuration_*`, `modeling_*`, `image_processing_*` and `pipeline_*` files",
+        }
+    return {
+        "system": (f"the network of Zhang, Isola & Efros, *Colorful Image Colorization* (ECCV 2016) — a CNN that "
+                   f"classifies each pixel's colour into {config.num_bins} quantized ab bins of CIE Lab at 1/4 "
+                   "resolution, trained with a class-rebalanced soft-encoded cross-entropy and decoded with the "
+                   f"annealed mean (T = {config.decode_temperature})"),
+        "architecture": (f"ECCV16 colorization CNN, 8 conv blocks (dilated blocks 5-6), width multiplier "
+                         f"{config.width_multiplier}"),
+        "output": (f"distribution over {config.num_bins} ab bins at 1/4 resolution, decoded by "
+                   f"{config.decode_mode.replace('_', ' ')} (T = {config.decode_temperature})"),
+        "code_files": "four `*_colorization.py` files",
+    }
+
+
 def build_model_card(
     model_dir,
     repo_id: Optional[str] = None,
@@ -172,13 +204,14 @@ def build_model_card(
     """
     from huggingface_hub import ModelCard, ModelCardData
 
+    from transformers import AutoConfig
+
     import hf_colorize
-    from hf_colorize import ColorizationConfig
 
     model_dir = os.fspath(model_dir)
     try:
-        config = ColorizationConfig.from_pretrained(model_dir)
-    except (OSError, ValueError) as err:
+        config = AutoConfig.from_pretrained(model_dir)  # either family (the package registers both)
+    except (OSError, ValueError, KeyError) as err:
         raise HubError(f"{shown(model_dir)}: cannot read the model config: {one_line(err)}") from None
     training = training if training is not None else load_training_args(model_dir)
     if is_default_model is None:
@@ -243,10 +276,9 @@ def build_model_card(
         template_path=template_path(),
         title=title,
         repo_id=repo,
-        num_bins=config.num_bins,
+        **family_text(config),
         temperature=config.decode_temperature,
         decode_mode=config.decode_mode,
-        width_multiplier=config.width_multiplier,
         norm_type=config.norm_type,
         image_size=_processor_size(model_dir, config),
         num_parameters=f"{weights['parameters'] / 1e6:.2f} M",

@@ -28,6 +28,16 @@ CONFIG_AUTO_MAP = {
     "AutoModel": "modeling_colorization.ColorizationModel",
 }
 PROCESSOR_AUTO_MAP = {"AutoImageProcessor": "image_processing_colorization.ColorizationImageProcessor"}
+# model_type -> (config auto_map, remote-code files): each family's set; the hypercolumn family shares the
+# processor and pipeline files and imports the ECCV16 decoder
+FAMILIES = {
+    "colorization": (CONFIG_AUTO_MAP, REMOTE_CODE_FILES),
+    "hypercolumn-colorization": (
+        {"AutoConfig": "configuration_hypercolumn.HypercolumnConfig",
+         "AutoModel": "modeling_hypercolumn.HypercolumnColorizationModel"},
+        REMOTE_CODE_FILES + ("configuration_hypercolumn.py", "modeling_hypercolumn.py"),
+    ),
+}
 EXAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea")  # public domain, shipped inside scikit-image
 EXAMPLE_MAX_SIDE = 512
 EVAL_FILE = "eval_results.json"  # in the upload, and read from the model folder when no results are given
@@ -128,11 +138,12 @@ def build_upload_folder(
         shutil.copyfile(os.path.join(model_dir, name), os.path.join(out_dir, name))
     # configs: make sure they point at the shipped remote code, whatever saved them
     config = _read_json(os.path.join(model_dir, "config.json"))
-    if config.get("model_type") != "colorization":
+    if config.get("model_type") not in FAMILIES:
         raise HubError(f"{shown(model_dir)}: config.json is not a colorization model (model_type {config.get('model_type')!r})")
     from hf_colorize.models.colorization.modeling_colorization import _CUSTOM_PIPELINES
 
-    config["auto_map"] = dict(CONFIG_AUTO_MAP)
+    auto_map, code_files = FAMILIES[config["model_type"]]
+    config["auto_map"] = dict(auto_map)
     config["custom_pipelines"] = _CUSTOM_PIPELINES
     _write_json(os.path.join(out_dir, "config.json"), config)
     proc_path = os.path.join(model_dir, "preprocessor_config.json")
@@ -144,7 +155,7 @@ def build_upload_folder(
     processor["image_processor_type"] = "ColorizationImageProcessor"
     _write_json(os.path.join(out_dir, "preprocessor_config.json"), processor)
     code_dir = remote_code_dir()
-    for name in REMOTE_CODE_FILES:
+    for name in code_files:
         shutil.copyfile(os.path.join(code_dir, name), os.path.join(out_dir, name))
 
     try:

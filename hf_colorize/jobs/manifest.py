@@ -35,8 +35,9 @@ def colorization_settings(colorizer) -> dict:
         "temperature": None if temperature is None else float(temperature),
         "decode_mode": d["decode_mode"] or getattr(config, "decode_mode", None),
         "size": int(d["size"] or colorizer.image_processor.size),
-        "precision": d["precision"],
+        "precision": colorizer.resolved_precision,  # "auto" recorded as what it ran as
         "seed": d["seed"],
+        **{k: d[k] for k in ("chromatic_fading", "fading_eta") if d.get(k) is not None},
     }
 
 

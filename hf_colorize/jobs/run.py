@@ -87,15 +87,6 @@ def _check_media_options(job: DatasetJob, kind: str) -> None:
             raise UsageError(f"{' and '.join(given)} apply to a folder of videos, not to images")
 
 
-def _resolve_precision(precision: Optional[str], device: str) -> Optional[str]:
-    """"auto": bf16 on a GPU that has it (where it is faster), else fp32."""
-    if precision != "auto":
-        return precision
-    import torch
-
-    return "bf16" if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
-
-
 def job_settings(job: DatasetJob, source, colorizer) -> dict:
     """Everything that decides the output: compared on every rerun (the device and the number of
     processes are not in it: any may resume a job)."""
@@ -131,7 +122,7 @@ def run_dataset_job(job: DatasetJob, on_failure: Optional[Callable[[str, str], N
     ranks = current_ranks(job.device)
     colorizer = load_colorizer(job.model, device=ranks.device, batch_size=job.batch_size, temperature=job.temperature,
                                decode_mode=job.decode_mode, size=job.size, seed=job.seed,
-                               precision=_resolve_precision(job.precision, ranks.device))
+                               precision=job.precision)  # None: the Colorizer's "auto"
     settings = job_settings(job, source, colorizer)
     mf.check_settings(out, settings)  # same result on every rank: all stop, or none
 

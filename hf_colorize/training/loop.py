@@ -47,7 +47,8 @@ COLOR_SPACES = ("lab", "hue-chroma")
 LAB_HISTOGRAMS = ("marginal", "joint")
 # settings that belong to one architecture: giving one a non-default value for the other is an error
 ECCV16_ONLY = ("bins", "loss", "focal_gamma", "prior", "prior_images", "rebalance_lambda")
-HYPERCOLUMN_ONLY = ("color_space", "lab_histogram", "hypercolumn_layers", "hidden_size", "sample_pixels", "init_backbone")
+HYPERCOLUMN_ONLY = ("color_space", "lab_histogram", "hypercolumn_layers", "hidden_size", "fc_channels", "sample_pixels",
+                    "init_backbone")
 NORMS = ("batch", "group", "none")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
@@ -87,6 +88,7 @@ class TrainingConfig:
     lab_histogram: str = "marginal"  # or "joint"
     hypercolumn_layers: Optional[Tuple[str, ...]] = None  # default the paper's seven
     hidden_size: int = 1024
+    fc_channels: int = 4096  # fc6/fc7 before --width (VGG-16's 4096)
     sample_pixels: int = 128  # hypercolumns per image and step (sparse training)
     init_backbone: Optional[str] = None  # torchvision VGG-16 weights (safetensors or weights-only torch file)
     # optimization
@@ -191,7 +193,7 @@ def check_config(config: TrainingConfig) -> None:
     if c.init_backbone and c.init_from:
         raise UsageError("--init-backbone and --init-from contradict each other (the model already has a trunk)")
     for name in ("eval_images", "prior_images", "max_steps", "batch_size", "grad_accum", "log_every", "hidden_size",
-                 "sample_pixels"):
+                 "fc_channels", "sample_pixels"):
         if getattr(c, name) < 1:
             raise UsageError(f"{_flag(name)} must be >= 1, got {getattr(c, name)}")
     for name in ("shuffle_buffer", "warmup_steps", "seed", "checkpoint_every", "checkpoints_total_limit", "eval_every"):
@@ -359,7 +361,7 @@ def build_model(config):
             layers = {"hypercolumn_layers": list(config.hypercolumn_layers)} if config.hypercolumn_layers else {}
             model = HypercolumnColorizationModel(HypercolumnConfig(
                 width_multiplier=config.width, norm_type=config.norm, color_space=config.color_space,
-                lab_histogram=config.lab_histogram, hidden_size=config.hidden_size,
+                lab_histogram=config.lab_histogram, hidden_size=config.hidden_size, fc_channels=config.fc_channels,
                 sample_pixels=config.sample_pixels, **layers))
         else:
             bins = load_palette(config.bins).tolist() if config.bins else None

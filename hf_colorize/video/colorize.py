@@ -59,6 +59,10 @@ class VideoColorizer:
         else:
             self.colorizer = load_colorizer(model, processor, device=device,
                                             batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        if getattr(self.colorizer.model, "decode_needs_input", False):
+            # its decoding needs each frame's lightness, which the temporal smoother does not carry
+            raise UsageError("video colorization does not support hue/chroma hypercolumn models yet; use an ECCV16 "
+                             "or a Lab hypercolumn model")
         self.batch_size = int(batch_size or self.colorizer.batch_size)
         resolved = {**self.colorizer.defaults, **self.options}
         self.size = int(resolved["size"] or self.colorizer.image_processor.size)

@@ -81,6 +81,40 @@ def lab_to_rgb_unclipped(lab: torch.Tensor) -> torch.Tensor:
     return torch.where(lin > 0.0031308, 1.055 * lin.clamp(min=0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * lin)
 
 
+def _finv(f: torch.Tensor) -> torch.Tensor:
+    """Inverse of the Lab companding function f (as in `lab_to_rgb_unclipped`)."""
+    return torch.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / _KAPPA)
+
+
+def _gamut_scale(sel: torch.Tensor, steps: int, tol: float) -> torch.Tensor:
+    """For Lab pixels `sel` `(N, 3)`, the largest chroma scale in [0, 1] (bisection, `steps` halvings) at
+    which (L, scale * a, scale * b) is in sRGB within `tol`. The test is on linear RGB (sRGB's gamma is
+    monotonic, so sRGB in [-tol, 1 + tol] is linear RGB in [-tol / 12.92, ((1.055 + tol) / 1.055) ** 2.4]),
+    and Y, which the scale does not change, is computed once: a few contiguous 1-D passes per step."""
+    l, a, b = (c.contiguous() for c in sel.unbind(1))
+    white = _WHITE_D65.tolist()
+    m = _RGB_FROM_XYZ.tolist()
+    fy = (l + 16.0) / 116.0
+    y = _finv(fy) * white[1]
+    a5, b2 = a / 500.0, b / 200.0
+    low, high = -tol / 12.92, ((1.055 + tol) / 1.055) ** 2.4
+    y_part = [m[i][1] * y for i in range(3)]
+    lo = torch.zeros_like(l)
+    hi = torch.ones_like(l)
+    for _ in range(steps):
+        mid = (lo + hi) * 0.5
+        x = _finv(fy + mid * a5) * white[0]
+        z = _finv(fy - mid * b2) * white[2]
+        ok = None
+        for i in range(3):
+            c = y_part[i] + m[i][0] * x + m[i][2] * z
+            inside = (c >= low) & (c <= high)
+            ok = inside if ok is None else ok & inside
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    return lo
+
+
 def lab_to_rgb(lab: torch.Tensor, preserve_lightness: bool = True, steps: int = 12) -> torch.Tensor:
     """CIE Lab `(..., 3, H, W)` -> sRGB in [0, 1].
 
@@ -93,18 +127,9 @@ def lab_to_rgb(lab: torch.Tensor, preserve_lightness: bool = True, steps: int = 
         tol = 1e-4
         bad = ((rgb < -tol) | (rgb > 1 + tol)).any(dim=-3)  # (..., H, W)
         if bad.any():
-            lab_cl = lab.movedim(-3, -1)  # (..., H, W, 3)
-            sel = lab_cl[bad]  # (N, 3)
-            lo = torch.zeros(sel.shape[0], 1, device=sel.device, dtype=sel.dtype)
-            hi = torch.ones_like(lo)
-            for _ in range(steps):
-                mid = (lo + hi) / 2
-                trial = torch.cat((sel[:, :1], sel[:, 1:] * mid), dim=1)
-                out = lab_to_rgb_unclipped(trial.T[:, :, None])[:, :, 0].T
-                ok = ((out >= -tol) & (out <= 1 + tol)).all(dim=1, keepdim=True)
-                lo = torch.where(ok, mid, lo)
-                hi = torch.where(ok, hi, mid)
-            fixed = torch.cat((sel[:, :1], sel[:, 1:] * lo), dim=1)
+            sel = lab.movedim(-3, -1)[bad]  # (N, 3)
+            scale = _gamut_scale(sel, steps, tol)[:, None]
+            fixed = torch.cat((sel[:, :1], sel[:, 1:] * scale), dim=1)
             rgb_cl = rgb.movedim(-3, -1).clone()
             rgb_cl[bad] = lab_to_rgb_unclipped(fixed.T[:, :, None])[:, :, 0].T
             rgb = rgb_cl.movedim(-1, -3)

@@ -116,7 +116,7 @@ def circular_mean(logits: torch.Tensor, centres: torch.Tensor, temperature: floa
     angle = 2.0 * math.pi * centres.to(logits.device, torch.float32)
     re = torch.einsum("bkhw,k->bhw", probs, torch.cos(angle))
     im = torch.einsum("bkhw,k->bhw", probs, torch.sin(angle))
-    return (torch.atan2(im, re) / (2.0 * math.pi)) % 1.0, torch.hypot(re, im)
+    return (torch.atan2(im, re) / (2.0 * math.pi)) % 1.0, (re * re + im * im).sqrt()  # not hypot: ONNX lacks it
 
 
 def chromatic_fading_scale(confidence: torch.Tensor, eta: float = 0.03) -> torch.Tensor:

@@ -15,16 +15,34 @@ from transformers import Pipeline
 from .configuration_colorization import DECODE_MODES
 from .image_processing_colorization import ColorizationImageProcessor, ColorizationInputError, ColorizeError
 
-# `precision` option -> autocast dtype (None: plain float32)
+# `precision` option -> autocast dtype (None: plain float32). "auto" resolves to one of these (see
+# `auto_precision`); "int8" runs the network through a logits backend (see `LOGITS_BACKENDS`).
 PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
               "fp16": torch.float16, "float16": torch.float16}
+_CANONICAL = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16", "int8")
+DEFAULT_PRECISION = "auto"
 OUTPUT_TYPES = ("pil", "np", "pt", "lab")
 #: call-time options of `Colorizer` and the pipeline (construction adds `device` and `batch_size`)
-OPTIONS = ("temperature", "decode_mode", "size", "precision", "seed", "output_type")
+OPTIONS = ("temperature", "decode_mode", "size", "precision", "seed", "output_type", "chromatic_fading", "fading_eta")
+#: options only hue/chroma hypercolumn models (Larsson et al.) have
+FADING_OPTIONS = ("chromatic_fading", "fading_eta")
+#: precision -> a backend that computes the bin logits outside torch autocast: an object with
+#: `check()` (raises `ColorizationBackendError` when its runtime is missing) and `create(model,
+#: image_processor)` -> a callable `pixel_values (B, 1, S, S) -> float32 logits (B, Q, S/4, S/4)`. The
+#: installed package registers "int8" (ONNX Runtime, `hf_colorize.export.int8`); with only these
+#: remote-code files, "int8" is refused with one line saying what to install.
+LOGITS_BACKENDS = {}
+_MISSING_BACKEND = {"int8": "precision 'int8' needs the hf-colorize package with ONNX Runtime: pip install 'hf-colorize[onnx]'"}
 
 
 class ColorizationModelError(ColorizeError):
     """The network failed on a batch (e.g. out of memory); the message is one line."""
+
+
+class ColorizationBackendError(ColorizeError, ValueError):
+    """A precision whose runtime is not installed here (e.g. "int8" without onnxruntime); the message is one
+    line saying what to install."""
 
 
 def _first_line(err: BaseException) -> str:
@@ -34,9 +52,77 @@ def _first_line(err: BaseException) -> str:
 
 def _precision_key(precision) -> str:
     key = str(precision).replace("torch.", "").lower()  # accepts "bf16" or torch.bfloat16
-    if key not in PRECISIONS:
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    key = _CANONICAL.get(key, key)
+    if key not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16', 'fp16' or 'int8', got {precision!r}")
     return key
+
+
+def check_backend(precision: str) -> None:
+    """Raise `ColorizationBackendError` (one line) when `precision` needs a backend this process lacks."""
+    if precision not in _MISSING_BACKEND:
+        return
+    backend = LOGITS_BACKENDS.get(precision)
+    if backend is None:
+        raise ColorizationBackendError(_MISSING_BACKEND[precision])
+    backend.check()
+
+
+# -- precision="auto" -------------------------------------------------------------------------------
+def _flag(name: str) -> bool:
+    probe = getattr(torch.cpu, name, None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # a torch build without the probe: the capability counts as absent
+        return False
+
+
+def hardware_capabilities(device_type: str) -> dict:
+    """What `auto_precision` decides on: on CPU, whether the cores have AMX tiles (`amx`) and AVX512-BF16
+    (`avx512_bf16`, recorded only); on CUDA, the compute capability (`cuda_major`) and bf16 support."""
+    if device_type == "cuda":
+        major, _ = torch.cuda.get_device_capability()
+        return {"cuda_major": int(major), "cuda_bf16": bool(torch.cuda.is_bf16_supported())}
+    if device_type == "cpu":
+        return {"amx": _flag("_is_amx_tile_supported"), "avx512_bf16": _flag("_is_avx512_bf16_supported")}
+    return {}
+
+
+def auto_precision(device_type: str, capabilities: Optional[dict] = None) -> str:
+    """The rule behind `precision="auto"`: the fastest precision this hardware runs well, never one slower
+    than fp32.
+
+    - CPU: "bf16" only with AMX (oneDNN's AMX bf16 convolutions are ~3x fp32's). AVX512-BF16 without AMX
+      is not enough: measured slower than fp32 on such a Xeon (bf16 autocast adds casts, and its
+      non-AMX kernels gain little). Otherwise "fp32".
+    - CUDA: "bf16" where supported (Ampere and newer), "fp16" on Volta/Turing tensor cores, else "fp32".
+    - Anything else (MPS, XPU, ...): "fp32".
+
+    Never "int8": quantized output is not bit-close to fp32 and needs calibration and ONNX Runtime; ask for it.
+    `capabilities` (default `hardware_capabilities(device_type)`) can be given to test the rule."""
+    caps = hardware_capabilities(device_type) if capabilities is None else capabilities
+    if device_type == "cpu":
+        return "bf16" if caps.get("amx") else "fp32"
+    if device_type == "cuda":
+        if caps.get("cuda_bf16") and caps.get("cuda_major", 0) >= 8:
+            return "bf16"
+        return "fp16" if caps.get("cuda_major", 0) >= 7 else "fp32"
+    return "fp32"
+
+
+_AUTO = {}  # device type -> resolved precision, once per process
+
+
+def resolve_precision(precision, device) -> str:
+    """A concrete precision ("fp32", "bf16", "fp16", "int8") for `precision` (any accepted spelling or
+    "auto") on `device`; "auto" is decided once per process and device type (`auto_precision`)."""
+    key = _precision_key(precision)
+    if key != "auto":
+        return key
+    device_type = torch.device(device).type
+    if device_type not in _AUTO:
+        _AUTO[device_type] = auto_precision(device_type)
+    return _AUTO[device_type]
 
 
 def check_options(**options) -> dict:
@@ -59,10 +145,18 @@ def check_options(**options) -> dict:
             raise ValueError(f"size must be a positive multiple of 8, got {size!r}")
     if "precision" in out:
         out["precision"] = _precision_key(out["precision"])
+        check_backend(out["precision"])
     if "seed" in out:
         out["seed"] = int(out["seed"])
     if "output_type" in out and out["output_type"] not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {out['output_type']!r}")
+    if "chromatic_fading" in out and not isinstance(out["chromatic_fading"], bool):
+        raise ValueError(f"chromatic_fading must be True or False, got {out['chromatic_fading']!r}")
+    if "fading_eta" in out:
+        eta = out["fading_eta"]
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 < float(eta) < float("inf"):
+            raise ValueError(f"fading_eta must be a finite number > 0, got {eta!r}")
+        out["fading_eta"] = float(eta)
     return out
 
 
@@ -88,10 +182,14 @@ class Colorizer:
 
     Options (at construction, or per call): `temperature` (annealed mean; default the model's
     `decode_temperature`), `decode_mode` (default the model's), `size` (network input side, a multiple of
-    8; default the image processor's, i.e. the model's `image_size`), `precision` ("fp32", "bf16",
-    "fp16"), `seed` (for `decode_mode="sample"`), `output_type` ("pil", "np", "pt", "lab"). Construction
-    also takes `device` (default: where the model is) and `batch_size` (images per forward pass).
-    Unknown options raise `TypeError`; bad values raise `ValueError`.
+    8; default the image processor's, i.e. the model's `image_size`), `precision` ("auto", the default:
+    the fastest of fp32 / bf16 / fp16 this hardware runs well, see `auto_precision` and
+    `resolved_precision`; "fp32"; "bf16"; "fp16"; "int8": quantized convolutions through ONNX Runtime,
+    CPU only, needs `pip install 'hf-colorize[onnx]'`), `seed` (for `decode_mode="sample"`),
+    `output_type` ("pil", "np", "pt", "lab"), and for hue/chroma hypercolumn models `chromatic_fading`
+    and `fading_eta` (default the model's). Construction also takes `device` (default: where the model
+    is) and `batch_size` (images per forward pass). Unknown options raise `TypeError`; bad values raise
+    `ValueError` (`ColorizationBackendError`, also a `ValueError`, for a precision whose runtime is missing).
     """
 
     def __init__(self, model, image_processor=None, *, device=None, batch_size: int = 4, channels_last: bool = True,
@@ -109,9 +207,11 @@ class Colorizer:
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.defaults = {"temperature": None, "decode_mode": None, "size": None, "precision": "fp32",
-                         "seed": None, "output_type": "pil"}
-        self.defaults.update(check_options(**options))
+        self.defaults = {"temperature": None, "decode_mode": None, "size": None, "precision": DEFAULT_PRECISION,
+                         "seed": None, "output_type": "pil", "chromatic_fading": None, "fading_eta": None}
+        self.defaults.update(self._checked(options))
+        self._backends = {}  # precision -> logits callable (e.g. the int8 session), built on first use
+        self._check_device(self.resolve_precision())
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, trust_remote_code: bool = False, dtype=None,
@@ -132,12 +232,39 @@ class Colorizer:
     #: validate call-time options without a model (see `check_options`)
     options = staticmethod(check_options)
 
+    def _checked(self, options: dict) -> dict:
+        """`check_options`, plus: the chromatic fading options exist for hue/chroma models only."""
+        out = check_options(**options)
+        given = [k for k in FADING_OPTIONS if k in out]
+        if given and getattr(self.model.config, "color_space", None) != "hue-chroma":
+            raise ValueError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to hue/chroma hypercolumn "
+                             "models only; this is a "
+                             f"{self.model.config.model_type!r} model" + (
+                                 f" predicting {self.model.config.color_space} histograms"
+                                 if hasattr(self.model.config, "color_space") else ""))
+        return out
+
     def _resolved(self, options: dict) -> dict:
-        return {**self.defaults, **check_options(**options)}
+        return {**self.defaults, **self._checked(options)}
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def resolve_precision(self, precision=None) -> str:
+        """The concrete precision ("fp32", "bf16", "fp16" or "int8") that `precision` (default the
+        colorizer's own) runs as here: "auto" decided by `auto_precision` for this device."""
+        return resolve_precision(precision or self.defaults["precision"], self.device)
+
+    @property
+    def resolved_precision(self) -> str:
+        """What the default `precision` runs as on this colorizer's device (e.g. "auto" -> "fp32")."""
+        return self.resolve_precision()
+
+    def _check_device(self, precision: str) -> None:
+        if precision in LOGITS_BACKENDS or precision in _MISSING_BACKEND:
+            if self.device.type != "cpu":
+                raise ValueError(f"precision {precision!r} runs on the CPU only; the model is on {self.device.type}")
 
     # -- the four steps -----------------------------------------------------------------------------
     def prepare(self, image, size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -146,7 +273,10 @@ class Colorizer:
 
     def logits(self, pixel_values: torch.Tensor, precision: Optional[str] = None) -> torch.Tensor:
         """Normalized L `(B, 1, S, S)` -> bin logits `(B, Q, S/4, S/4)`, float32."""
-        dtype = PRECISIONS[_precision_key(precision or self.defaults["precision"])]
+        key = self.resolve_precision(precision)
+        if key not in PRECISIONS:
+            return self._backend(key)(pixel_values.float().cpu())
+        dtype = PRECISIONS[key]
         device = self.device
         x = pixel_values.to(device, next(self.model.parameters()).dtype)
         if self.channels_last:
@@ -155,14 +285,32 @@ class Colorizer:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             return self.model(pixel_values=x, decode=False).logits.float()
 
+    def _backend(self, precision: str):
+        """The logits callable of a registered backend (`LOGITS_BACKENDS`), built once per colorizer (the
+        backend itself may cache across colorizers, e.g. the int8 model per weights)."""
+        if precision not in self._backends:
+            check_backend(precision)
+            self._check_device(precision)
+            self._backends[precision] = LOGITS_BACKENDS[precision].create(self.model, self.image_processor)
+        return self._backends[precision]
+
     def decode(self, logits: torch.Tensor, temperature: Optional[float] = None, decode_mode: Optional[str] = None,
-               seed: Optional[int] = None) -> torch.Tensor:
-        """Bin logits -> ab `(B, 2, h, w)` (the model's decoder, e.g. the annealed mean)."""
+               seed: Optional[int] = None, pixel_values: Optional[torch.Tensor] = None,
+               chromatic_fading: Optional[bool] = None, fading_eta: Optional[float] = None) -> torch.Tensor:
+        """Bin logits -> ab `(B, 2, h, w)` (the model's decoder, e.g. the annealed mean). Hue/chroma
+        hypercolumn models also need the network input `pixel_values` (the lightness each colour is made
+        at) and take `chromatic_fading` / `fading_eta`."""
         temperature = self.defaults["temperature"] if temperature is None else temperature
         seed = self.defaults["seed"] if seed is None else seed
         generator = torch.Generator(device=logits.device).manual_seed(seed) if seed is not None else None
+        extra = {}
+        if getattr(self.model, "decode_needs_input", False):
+            extra["pixel_values"] = None if pixel_values is None else pixel_values.to(logits.device)
+        fading = {"chromatic_fading": chromatic_fading, "fading_eta": fading_eta}
+        extra.update({k: self.defaults[k] if v is None else v for k, v in fading.items()
+                      if (self.defaults[k] if v is None else v) is not None})
         return self.model.decode(logits, temperature=temperature, decode_mode=decode_mode or self.defaults["decode_mode"],
-                                 generator=generator)
+                                 generator=generator, **extra)
 
     def render(self, l_full: torch.Tensor, ab: torch.Tensor, output_type: Optional[str] = None):
         """Full-resolution L `(1, H, W)` + ab `(2, h, w)` -> the colorized image (PIL by default)."""
@@ -172,7 +320,8 @@ class Colorizer:
         """`logits` then `decode`: normalized L `(B, 1, S, S)` -> ab `(B, 2, S/4, S/4)` on the CPU."""
         opts = self._resolved(options)
         logits = self.logits(pixel_values, opts["precision"])
-        return self.decode(logits, opts["temperature"], opts["decode_mode"], opts["seed"]).cpu()
+        return self.decode(logits, opts["temperature"], opts["decode_mode"], opts["seed"], pixel_values=pixel_values,
+                           chromatic_fading=opts["chromatic_fading"], fading_eta=opts["fading_eta"]).cpu()
 
     # -- whole images -------------------------------------------------------------------------------
     def colorize_iter(self, images: Iterable, batch_size: Optional[int] = None, **options) -> Iterator[Tuple[int, object]]:
@@ -183,6 +332,7 @@ class Colorizer:
         batch_size = self.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._check_device(self.resolve_precision(opts["precision"]))  # before any image is read
         batch = []  # (index, l_full, pixel_values)
 
         def run(batch):
@@ -240,8 +390,9 @@ class ImageColorizationPipeline(Pipeline):
     ```
 
     Call-time options are `Colorizer`'s: `temperature`, `decode_mode`, `size`, `seed`, `output_type`,
-    `precision` ("fp32"; "bf16" runs the convolutions under bfloat16 autocast: faster on CPUs with
-    AMX / fast bf16 and on GPUs, within ~1 ab unit of fp32; measure on yours; "fp16" for GPUs). Any
+    `precision` ("auto", the default: bf16 on CPUs with AMX and on recent GPUs, fp16 on older tensor-core
+    GPUs, fp32 elsewhere; "fp32"; "bf16" runs the convolutions under bfloat16 autocast, within ~1 ab
+    unit of fp32; "fp16" for GPUs; "int8" quantized convolutions on the CPU through ONNX Runtime). Any
     option can also be given at construction: `pipeline("image-colorization", model=..., precision="bf16")`.
     Unknown options raise `TypeError`.
     """
@@ -287,4 +438,6 @@ class ImageColorizationPipeline(Pipeline):
         return self.colorizer.render(l_full, ab, output_type)
 
 
-__all__ = ["Colorizer", "check_options", "ColorizationModelError", "ImageColorizationPipeline", "OPTIONS", "PRECISIONS"]
+__all__ = ["Colorizer", "check_options", "ColorizationBackendError", "ColorizationModelError", "ImageColorizationPipeline",
+           "LOGITS_BACKENDS", "OPTIONS", "PRECISIONS", "PRECISION_CHOICES", "auto_precision", "hardware_capabilities",
+           "resolve_precision"]
