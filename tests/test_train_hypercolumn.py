@@ -141,3 +141,19 @@ def test_wrong_backbone_trains_nothing(colour_folder, tmp_path, capsys):
     code, _, err = run_cli(_quick(colour_folder, tmp_path / "run", "--init-backbone", str(bad)), capsys)
     assert code == 1 and len(err) == 1 and "not_vgg.safetensors" in err[0], err
     assert not list_checkpoints(tmp_path / "run") and not os.path.exists(tmp_path / "run" / "final")
+
+
+def test_hypercolumn_run_resumes_under_bf16_autocast(colour_folder, tmp_path, capsys):
+    """The same trainer guarantees as ECCV16: bf16 autocast runs, and a rerun with more steps resumes from
+    the last checkpoint instead of starting over."""
+    out = tmp_path / "run"
+    base = _quick(colour_folder, out, "--color-space", "hue-chroma", "--mixed-precision", "bf16", "--cpu",
+                  "--checkpoint-every", "1")
+    code, _, err = run_cli(base, capsys)
+    assert code == 0, err
+    assert [os.path.basename(c) for c in list_checkpoints(out)][-1] == "checkpoint-2"
+    longer = list(base)
+    longer[longer.index("--max-steps") + 1] = "3"
+    code, stdout, err = run_cli(longer, capsys)
+    assert code == 0, err
+    assert "resumed from" in stdout + "\n".join(err) and os.path.basename(list_checkpoints(out)[-1]) == "checkpoint-3"
