@@ -52,6 +52,7 @@ def test_without_onnxruntime_one_line_before_any_work(tiny_model_dir, photo_path
     assert not out.exists() or not os.listdir(out)
 
 
+@pytest.mark.slow
 def test_remote_code_alone_refuses_int8_with_one_line(tiny_model_dir, tmp_path):
     from test_remote_code import BLOCK_HF_COLORIZE
 

@@ -143,7 +143,17 @@ def test_wrong_backbone_trains_nothing(colour_folder, tmp_path, capsys):
     assert not list_checkpoints(tmp_path / "run") and not os.path.exists(tmp_path / "run" / "final")
 
 
-def test_hypercolumn_run_resumes_under_bf16_autocast(colour_folder, tmp_path, capsys):
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps one process-wide state: another in-process run's mixed precision would clash."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_hypercolumn_run_resumes_under_bf16_autocast(colour_folder, tmp_path, capsys, fresh_accelerate_state):
     """The same trainer guarantees as ECCV16: bf16 autocast runs, and a rerun with more steps resumes from
     the last checkpoint instead of starting over."""
     out = tmp_path / "run"
