@@ -5,11 +5,10 @@ exactly the files of the commit there and uploads nothing. Checks and errors as 
 
 import os
 import shutil
-import tempfile
 from typing import Optional
 
-from hf_colorize.common import HubError, atomic_path, one_line, shown
-from hf_colorize.hub.push import _describe_failure, check_can_push, check_dry_run_dir, list_files, validate_repo_id
+from hf_colorize.common import HubError, one_line, shown
+from hf_colorize.hub.push import check_can_push, check_dry_run_dir, list_files, publish, validate_repo_id
 
 
 def _manifest(out_dir) -> dict:
@@ -57,28 +56,9 @@ def push_dataset(out_dir, repo_id: str, private: bool = False, token: Optional[s
     out_dir = os.fspath(out_dir)
     if dry_run_dir is not None:
         dry_run_dir = check_dry_run_dir(dry_run_dir)
-        try:
-            with atomic_path(dry_run_dir) as tmp:  # complete or absent
-                build_upload_folder(out_dir, tmp, repo_id)
-        except OSError as err:
-            raise HubError(f"cannot write {shown(dry_run_dir)}: {err.strerror or one_line(err)}") from None
-        return dry_run_dir
-
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    token = check_can_push(token)
-    _manifest(out_dir)  # an unfinished job fails before the Hub is contacted
-    api = HfApi(token=token)
-    with tempfile.TemporaryDirectory(prefix="hf-colorize-dataset-push-") as folder:
-        try:
-            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-            files = build_upload_folder(out_dir, folder, repo_id)
-            operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=os.path.join(folder, f)) for f in files]
-            # create_commit directly: with hf_xet installed, upload_folder does not go through it
-            info = api.create_commit(repo_id, repo_type="dataset", operations=operations,
-                                     commit_message=commit_message or "Upload colorized dataset with hf-colorize")
-        except (KeyboardInterrupt, HubError):
-            raise
-        except Exception as err:  # network and Hub errors of every kind become one line
-            raise HubError(_describe_failure(err, token)) from None
-    return getattr(info, "commit_url", None) or str(info)
+    else:
+        token = check_can_push(token)
+        _manifest(out_dir)  # an unfinished job fails before the Hub is contacted
+    return publish(lambda folder: build_upload_folder(out_dir, folder, repo_id), repo_id, repo_type="dataset",
+                   private=private, token=token, dry_run_dir=dry_run_dir,
+                   commit_message=commit_message or "Upload colorized dataset with hf-colorize")

@@ -292,11 +292,23 @@ def push_to_hub(
     if eval_results is None and os.path.isfile(os.path.join(model_dir, EVAL_FILE)):
         eval_results = os.path.join(model_dir, EVAL_FILE)  # measured metrics shipped with the model
     evaluation = _load_evaluation(eval_results)
+    return publish(lambda folder: build_upload_folder(model_dir, folder, repo_id, evaluation, training, license),
+                   repo_id, private=private, token=token, dry_run_dir=dry_run_dir,
+                   commit_message=commit_message or "Upload colorization model with hf-colorize")
+
+
+def publish(build, repo_id: str, *, commit_message: str, repo_type: Optional[str] = None, private: bool = False,
+            token: Optional[str] = None, dry_run_dir=None) -> str:
+    """The one upload path of model and dataset pushes: `build(folder)` writes the files of the commit into
+    `folder` and returns them (relative paths). With `dry_run_dir` (checked by `check_dry_run_dir`) that
+    folder is written, complete or absent, and nothing is uploaded; otherwise the repo is created (first:
+    an unreachable Hub fails fast) and everything goes up in one `create_commit`. Returns the commit URL
+    or the dry-run folder; every failure is a one-line `HubError`."""
     if dry_run_dir is not None:
         try:
             with atomic_path(dry_run_dir) as tmp:  # complete or absent, never half-written
-                os.makedirs(tmp)
-                build_upload_folder(model_dir, tmp, repo_id, evaluation, training, license)
+                os.makedirs(tmp, exist_ok=True)
+                build(tmp)
         except OSError as err:
             raise HubError(f"cannot write {shown(dry_run_dir)}: {err.strerror or one_line(err)}") from None
         return dry_run_dir
@@ -305,16 +317,14 @@ def push_to_hub(
 
     token = check_can_push(token)
     api = HfApi(token=token)
+    kind = {"repo_type": repo_type} if repo_type else {}
     with tempfile.TemporaryDirectory(prefix="hf-colorize-push-") as folder:
         try:
-            api.create_repo(repo_id, private=private, exist_ok=True)  # first: an unreachable Hub fails fast
-            files = build_upload_folder(model_dir, folder, repo_id, evaluation, training, license)
+            api.create_repo(repo_id, private=private, exist_ok=True, **kind)
+            files = build(folder)
             operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=os.path.join(folder, f)) for f in files]
             # create_commit directly: with hf_xet installed, upload_folder does not go through it
-            info = api.create_commit(
-                repo_id, operations=operations,
-                commit_message=commit_message or "Upload colorization model with hf-colorize",
-            )
+            info = api.create_commit(repo_id, operations=operations, commit_message=commit_message, **kind)
         except (KeyboardInterrupt, HubError):
             raise
         except Exception as err:  # network and Hub errors of every kind become one line
