@@ -152,6 +152,15 @@ def _remove(path: str) -> None:
             os.unlink(path)
 
 
+def write_json(path, data) -> None:
+    """JSON (indented, sorted keys) written atomically: a reader sees the old file or the new one."""
+    import json
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def save_image(image, path, quality: int = 95) -> None:
     """Write a PIL image atomically, in the format its file name says (`.png`, `.jpg`, ...)."""
     fmt = image_format_for(path)

@@ -15,7 +15,16 @@ import sys
 import tempfile
 from typing import Optional
 
-from hf_colorize.common import HubError, ModelLoadError, UsageError, atomic_path, load_colorizer, one_line, shown
+from hf_colorize.common import (
+    HubError,
+    ModelLoadError,
+    UsageError,
+    atomic_path,
+    load_colorizer,
+    one_line,
+    shown,
+    write_json,
+)
 
 REMOTE_CODE_FILES = (
     "configuration_colorization.py",
@@ -61,12 +70,6 @@ def _read_json(path):
             return json.load(f)
     except (OSError, ValueError) as err:  # ValueError: bad JSON or bad UTF-8
         raise HubError(f"{shown(path)}: cannot read JSON: {err.strerror if isinstance(err, OSError) and err.strerror else one_line(err)}") from None
-
-
-def _write_json(path, data):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
 
 
 def check_model_dir(model_dir) -> list:
@@ -145,7 +148,7 @@ def build_upload_folder(
     auto_map, code_files = FAMILIES[config["model_type"]]
     config["auto_map"] = dict(auto_map)
     config["custom_pipelines"] = _CUSTOM_PIPELINES
-    _write_json(os.path.join(out_dir, "config.json"), config)
+    write_json(os.path.join(out_dir, "config.json"), config)
     proc_path = os.path.join(model_dir, "preprocessor_config.json")
     if os.path.isfile(proc_path):
         processor = _read_json(proc_path)
@@ -153,7 +156,7 @@ def build_upload_folder(
         processor = hf_colorize.ColorizationImageProcessor(size=config.get("image_size", 256)).to_dict()
     processor["auto_map"] = dict(PROCESSOR_AUTO_MAP)
     processor["image_processor_type"] = "ColorizationImageProcessor"
-    _write_json(os.path.join(out_dir, "preprocessor_config.json"), processor)
+    write_json(os.path.join(out_dir, "preprocessor_config.json"), processor)
     code_dir = remote_code_dir()
     for name in code_files:
         shutil.copyfile(os.path.join(code_dir, name), os.path.join(out_dir, name))
@@ -168,7 +171,7 @@ def build_upload_folder(
         raise HubError(f"{shown(model_dir)}: the model does not run: {one_line(err)}") from None
     eval_plot = None
     if evaluation:
-        _write_json(os.path.join(out_dir, EVAL_FILE), evaluation)
+        write_json(os.path.join(out_dir, EVAL_FILE), evaluation)
         if evaluation.get("curves"):
             eval_plot = "eval_auc.png"
             plot_auc_curves(evaluation, os.path.join(out_dir, eval_plot))

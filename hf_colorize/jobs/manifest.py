@@ -8,8 +8,8 @@ import os
 import time
 from typing import List, Optional
 
-from hf_colorize.common import UsageError, shown
-from hf_colorize.jobs.shards import is_finished, read_json, shard_path, sidecar_path, write_json
+from hf_colorize.common import UsageError, shown, write_json
+from hf_colorize.jobs.shards import is_finished, read_json, shard_path, sidecar_path
 
 SETTINGS_FILE = "settings.json"
 MANIFEST_FILE = "manifest.json"

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Optional
 
-from hf_colorize.common import atomic_path
+from hf_colorize.common import atomic_path, write_json
 
 DATA_DIR = "data"
 STATE_DIR = "state"
@@ -27,13 +27,6 @@ def sidecar_path(out_dir, index: int, prefix: str = "shard") -> str:
 
 def is_finished(out_dir, index: int) -> bool:
     return os.path.isfile(shard_path(out_dir, index))
-
-
-def write_json(path, data) -> None:
-    """JSON written atomically (a reader sees the old file or the new one, never half of one)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
 
 
 def read_json(path) -> Optional[dict]:

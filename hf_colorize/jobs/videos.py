@@ -6,8 +6,8 @@ finished when its sidecar exists, so a rerun redoes at most the video a killed p
 
 import os
 
-from hf_colorize.common import ColorizeError, one_line
-from hf_colorize.jobs.shards import sidecar_path, write_json
+from hf_colorize.common import ColorizeError, one_line, write_json
+from hf_colorize.jobs.shards import sidecar_path
 
 VIDEOS_DIR = "videos"
 
