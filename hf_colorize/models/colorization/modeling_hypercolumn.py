@@ -220,8 +220,12 @@ class HypercolumnColorizationModel(HypercolumnPreTrainedModel):
         self.classifier = nn.Conv2d(config.hidden_size, sum(config.head_sizes.values()), 1)
         for name, value in self.bin_tables().items():
             self.register_buffer(name, value, persistent=False)
-        self.decode_needs_input = config.color_space == "hue-chroma"  # the Colorizer passes pixel_values to decode
         self.post_init()
+
+    @property
+    def decode_needs_input(self) -> bool:
+        """Hue/chroma decoding converts colours at the input's lightness: the Colorizer passes `pixel_values`."""
+        return self.config.color_space == "hue-chroma"
 
     def bin_tables(self) -> dict:
         """Bin edges and centres of the heads, derived from the config (never stored with the weights)."""

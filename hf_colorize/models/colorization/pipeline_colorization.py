@@ -306,9 +306,10 @@ class Colorizer:
         extra = {}
         if getattr(self.model, "decode_needs_input", False):
             extra["pixel_values"] = None if pixel_values is None else pixel_values.to(logits.device)
-        fading = {"chromatic_fading": chromatic_fading, "fading_eta": fading_eta}
-        extra.update({k: self.defaults[k] if v is None else v for k, v in fading.items()
-                      if (self.defaults[k] if v is None else v) is not None})
+        for name, value in (("chromatic_fading", chromatic_fading), ("fading_eta", fading_eta)):
+            value = self.defaults[name] if value is None else value
+            if value is not None:  # only hue/chroma models take them (checked with the options)
+                extra[name] = value
         return self.model.decode(logits, temperature=temperature, decode_mode=decode_mode or self.defaults["decode_mode"],
                                  generator=generator, **extra)
 
