@@ -152,6 +152,18 @@ def _remove(path: str) -> None:
             os.unlink(path)
 
 
+def walk_files(folder, keep=is_image_file, exclude=None) -> list:
+    """The files below `folder` whose names `keep` accepts (default: images), in a fixed order (sorted
+    by path relative to `folder`); hidden folders, and the folder `exclude`, are skipped."""
+    folder = os.fspath(folder)
+    exclude = os.path.realpath(exclude) if exclude else None
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) != exclude]
+        out += [os.path.join(root, f) for f in files if keep(f)]
+    return sorted(out, key=lambda p: os.path.relpath(p, folder).replace(os.sep, "/"))
+
+
 def write_json(path, data) -> None:
     """JSON (indented, sorted keys) written atomically: a reader sees the old file or the new one."""
     import json

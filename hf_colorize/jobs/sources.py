@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from hf_colorize.common import DataSourceError, UsageError, is_image_file, one_line, shown
+from hf_colorize.common import DataSourceError, UsageError, is_image_file, one_line, shown, walk_files
 
 #: Video files a folder source expands to (.gif counts as an image: `common.IMAGE_EXTENSIONS`).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts",
@@ -29,16 +29,6 @@ Item = Tuple[int, str, object]  # (global index, key, payload: a file path or th
 def is_video_file(name: str) -> bool:
     base = os.path.basename(name)
     return os.path.splitext(base)[1].lower() in VIDEO_EXTENSIONS and not base.startswith(".")
-
-
-def _walk(folder: str, keep: Callable[[str], bool], exclude: Optional[str]) -> List[str]:
-    """Sorted files below `folder` that `keep` accepts, hidden files / folders and `exclude` skipped."""
-    exclude = os.path.realpath(exclude) if exclude else None
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) != exclude]
-        out += [os.path.join(root, f) for f in files if keep(f)]
-    return sorted(out, key=lambda p: os.path.relpath(p, folder).replace(os.sep, "/"))
 
 
 def _key(path: str, folder: str) -> str:
@@ -149,14 +139,14 @@ def open_source(source, media: str = "auto", split: Optional[str] = None, image_
     source = os.fspath(source)
     parquet = []
     if os.path.isdir(source):
-        parquet = _walk(source, lambda f: f.endswith(".parquet") and not f.startswith("."), exclude)
+        parquet = walk_files(source, lambda f: f.endswith(".parquet") and not f.startswith("."), exclude)
         if not parquet:
             given = [f"--{o.replace('_', '-')}" for o, v in zip(STREAM_OPTIONS, (split, image_column, key_column))
                      if v is not None]
             if given:
                 raise UsageError(f"{' and '.join(given)} apply to parquet or Hub sources, not to the folder {shown(source)}")
-            images = [] if media == "videos" else _walk(source, is_image_file, exclude)
-            videos = [] if media == "images" else _walk(source, is_video_file, exclude)
+            images = [] if media == "videos" else walk_files(source, is_image_file, exclude)
+            videos = [] if media == "images" else walk_files(source, is_video_file, exclude)
             if images and videos:
                 raise UsageError(f"{shown(source)}: holds {len(images)} images and {len(videos)} videos; "
                                  "choose one with --media images or --media videos")

@@ -29,10 +29,10 @@ from hf_colorize.common import (
     InputImageError,
     UsageError,
     atomic_path,
-    is_image_file,
     progress_bars_off,
     one_line,
     shown,
+    walk_files,
 )
 from hf_colorize.models.colorization.image_processing_colorization import open_image, rgb_to_lab
 
@@ -46,11 +46,7 @@ __all__ = [
 def list_image_files(folder: str) -> list:
     """Sorted image files inside `folder` and its subfolders: the names `common.is_image_file` accepts
     (the extensions every command uses, .jfif and .avif included; hidden files and folders skipped)."""
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        out += [os.path.join(root, f) for f in files if is_image_file(f)]
-    return sorted(out)
+    return walk_files(folder)
 
 
 def _folder_records(paths):
