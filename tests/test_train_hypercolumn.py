@@ -167,3 +167,26 @@ def test_hypercolumn_run_resumes_under_bf16_autocast(colour_folder, tmp_path, ca
     code, stdout, err = run_cli(longer, capsys)
     assert code == 0, err
     assert "resumed from" in stdout + "\n".join(err) and os.path.basename(list_checkpoints(out)[-1]) == "checkpoint-3"
+
+
+def test_init_from_refuses_contradicting_flags(colour_folder, tmp_path, capsys, fresh_accelerate_state):
+    """Fine-tuning takes the architecture from the --init-from model: a flag that says otherwise is an error
+    (one line, nothing trained), never silently overridden."""
+    first = tmp_path / "first"
+    code, _, err = run_cli(_quick(colour_folder, first, "--color-space", "lab"), capsys)
+    assert code == 0, err
+    base = ["train", "--dataset", str(colour_folder), "--init-from", str(first / "final"), "--crop-size", "32",
+            "--batch-size", "4", "--max-steps", "1", "--warmup-steps", "1", "--report-to", "none", "--no-progress"]
+    for extra, expected in ((["--color-space", "hue-chroma"], "--color-space hue-chroma contradicts the --init-from "
+                                                              "model's lab"),
+                            (["--loss", "focal"], "--loss applies to --architecture eccv16, but the --init-from model "
+                                                  "is hypercolumn")):
+        out = tmp_path / extra[0].strip("-")
+        code, _, err = run_cli(base + ["--output-dir", str(out), *extra], capsys)
+        assert code == 2 and len(err) == 1 and expected in err[0], err
+        assert not list_checkpoints(out) and not os.path.exists(out / "final")
+    code, _, err = run_cli(base + ["--output-dir", str(tmp_path / "ok"), "--sample-pixels", "16"], capsys)
+    assert code == 0, err
+    from transformers import AutoModel
+
+    assert AutoModel.from_pretrained(tmp_path / "ok" / "final").config.sample_pixels == 16

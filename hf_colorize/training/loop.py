@@ -324,6 +324,23 @@ def lr_lambda(config):
     return schedule
 
 
+def _check_init_from(config, model_config, family: str) -> None:
+    """`UsageError` for a flag given (not at its default) that contradicts the `--init-from` model: one of
+    the other architecture's, or an architecture setting of this one that the model has otherwise."""
+    defaults = TrainingConfig()
+    other = ECCV16_ONLY if family == "hypercolumn" else HYPERCOLUMN_ONLY
+    for name in other:
+        if getattr(config, name) != getattr(defaults, name):
+            raise UsageError(f"{_flag(name)} applies to --architecture {'hypercolumn' if family == 'eccv16' else 'eccv16'}, "
+                             f"but the --init-from model is {family}")
+    if family == "hypercolumn":
+        as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731 - layers: tuple vs list
+        for name in ("color_space", "lab_histogram", "hidden_size", "fc_channels", "hypercolumn_layers"):
+            given, has = getattr(config, name), getattr(model_config, name)
+            if given != getattr(defaults, name) and as_list(given) != as_list(has):
+                raise UsageError(f"{_flag(name)} {given} contradicts the --init-from model's {has}")
+
+
 def build_model(config):
     """A new model of `config.architecture` or the `init_from` one (either family) with this run's loss
     settings; for `init_from`, the architecture, width and norm (and for hypercolumns the colour space)
@@ -344,8 +361,11 @@ def build_model(config):
         except Exception as err:  # noqa: BLE001 - transformers raises OSError/ValueError/KeyError variants
             raise ModelLoadError(f"cannot load model {shown(config.init_from)}: {one_line(err)}") from None
         if isinstance(model, HypercolumnColorizationModel):
+            _check_init_from(config, model.config, "hypercolumn")
+            model.config.sample_pixels = config.sample_pixels  # a training setting, not the architecture
             config.architecture, config.color_space = "hypercolumn", model.config.color_space
         elif isinstance(model, ColorizationModel):
+            _check_init_from(config, model.config, "eccv16")
             config.architecture = "eccv16"
             model.config.loss_type = config.loss
             model.config.focal_gamma = config.focal_gamma
