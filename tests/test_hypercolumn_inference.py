@@ -71,7 +71,8 @@ def test_hub_dry_run_ships_the_family_code_and_card(tiny_hypercolumn_dir, tmp_pa
     from hf_colorize.hub.push import push_to_hub
 
     out = tmp_path / "upload"
-    push_to_hub(tiny_hypercolumn_dir, "someone/hypercolumn", dry_run_dir=out, training={})
+    recorded = {"architecture": "hypercolumn", "color_space": "hue-chroma", "loss": "rebalanced_ce", "max_steps": 7}
+    push_to_hub(tiny_hypercolumn_dir, "someone/hypercolumn", dry_run_dir=out, training=recorded)
     names = {p.name for p in out.iterdir()}
     assert {"configuration_hypercolumn.py", "modeling_hypercolumn.py", "modeling_colorization.py",
             "image_processing_colorization.py", "pipeline_colorization.py", "model.safetensors"} <= names
@@ -79,6 +80,9 @@ def test_hub_dry_run_ships_the_family_code_and_card(tiny_hypercolumn_dir, tmp_pa
     assert config["auto_map"]["AutoModel"] == "modeling_hypercolumn.HypercolumnColorizationModel"
     card = (out / "README.md").read_text()
     assert "Larsson" in card and "hue (32 bins) and chroma (32 bins)" in card and "ECCV16 colorization CNN" not in card
+    # the recipe describes this family's training, without the other family's settings
+    assert "KL loss" in card and "class-rebalanced" not in card
+    assert "| color_space | `hue-chroma` |" in card and "| loss |" not in card
     assert type(AutoModel.from_pretrained(out)).__name__ == "HypercolumnColorizationModel"
 
 

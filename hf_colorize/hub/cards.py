@@ -38,7 +38,8 @@ DEFAULT_MODEL_DATA = (
 )
 # training_args.json keys shown in the recipe table, in this order
 RECIPE_KEYS = (
-    "dataset", "split", "max_steps", "batch_size", "grad_accum", "lr", "lr_schedule", "warmup_steps", "min_lr_ratio",
+    "architecture", "color_space", "lab_histogram", "hidden_size", "fc_channels", "sample_pixels", "dataset", "split",
+    "max_steps", "batch_size", "grad_accum", "lr", "lr_schedule", "warmup_steps", "min_lr_ratio",
     "betas", "weight_decay", "max_grad_norm", "crop_size", "loss", "focal_gamma", "rebalance_lambda", "prior_images",
     "width", "norm", "bins", "mixed_precision", "seed", "init_from",
 )
@@ -137,15 +138,21 @@ def _recipe(training: Optional[dict]) -> str:
     if not training:
         return "Training hyperparameters were not recorded with this checkpoint."
     rows = []
+    from hf_colorize.training.loop import ECCV16_ONLY, HYPERCOLUMN_ONLY
+
+    other = ECCV16_ONLY if training.get("architecture") == "hypercolumn" else HYPERCOLUMN_ONLY  # not this run's
     for key in RECIPE_KEYS:
-        if training.get(key) in (None, "", False):
+        if training.get(key) in (None, "", False) or key in other:
             continue
         value = training[key]
         if key in ("dataset", "init_from", "bins"):
             value = public_name(value)
         rows.append(f"| {key} | `{json.dumps(value) if isinstance(value, (list, tuple)) else value}` |")
-    text = ("Trained with `hf-colorize train` (Accelerate; Adam, soft-encoded class-rebalanced cross-entropy over "
-            "the ab bins, random resized crops and flips, grayscale and undecodable photos skipped):\n\n"
+    loss = ("the KL loss of per-pixel colour histograms, trained sparsely at sampled pixels"
+            if training.get("architecture") == "hypercolumn" else
+            "soft-encoded class-rebalanced cross-entropy over the ab bins")
+    text = (f"Trained with `hf-colorize train` (Accelerate; Adam, {loss}, random resized crops and flips, "
+            "grayscale and undecodable photos skipped):\n\n"
             "| setting | value |\n|---|---|\n" + "\n".join(rows))
     if training.get("description"):
         text = training["description"].strip() + "\n\n" + text
