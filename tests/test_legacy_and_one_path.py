@@ -142,10 +142,10 @@ def test_unknown_and_bad_options_raise(legacy, legacy_colorizer):
 
     pipe = pipeline("image-colorization", model=str(legacy))
     photo = str(_gray("coffee"))
-    with pytest.raises(TypeError, match="'hints'"):
-        pipe(photo, hints=[(1, 2, (255, 0, 0))])
-    with pytest.raises(TypeError, match="'hints'"):
-        legacy_colorizer(photo, hints=[])
+    with pytest.raises(TypeError, match="'tint'"):
+        pipe(photo, tint=[(1, 2, (255, 0, 0))])
+    with pytest.raises(TypeError, match="'tint'"):
+        legacy_colorizer(photo, tint=[])
     with pytest.raises(TypeError, match="hints"):
         legacy_colorizer.model(pixel_values=torch.zeros(1, 1, 32, 32), hints=None)
     with pytest.raises(ValueError, match="temperature"):

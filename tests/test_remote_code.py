@@ -39,8 +39,13 @@ BLOCK_HF_COLORIZE = textwrap.dedent(
     '''
 )
 
-CHILD = BLOCK_HF_COLORIZE + textwrap.dedent(
+# hints and a reference colour: the guided path through the remote code equals the installed one
+GUIDED = {"hints": [{"x": 10, "y": 12, "color": "#b22222"}, (40, 30, (30, 60, 200))], "reference": ["#2e8b57", "#87ceeb"],
+          "reference_strength": 0.7}
+
+CHILD = BLOCK_HF_COLORIZE + f"GUIDED = {GUIDED!r}\n" + textwrap.dedent(
     '''
+    import os
     import numpy as np, torch
     from transformers import AutoImageProcessor, AutoModel, pipeline
 
@@ -62,6 +67,8 @@ CHILD = BLOCK_HF_COLORIZE + textwrap.dedent(
     np.save(f"{out}/post.npy", np.asarray(processor.post_process_colorization(outputs, images=[photo])[0]))
     np.save(f"{out}/pipeline.npy", np.asarray(colorize(photo)))
     np.save(f"{out}/pipeline_mode.npy", colorize(photo, decode_mode="mode", output_type="np"))
+    if not os.path.exists(f"{folder}/modeling_hypercolumn.py"):  # guidance: ECCV16-family models
+        np.save(f"{out}/pipeline_guided.npy", colorize(photo, output_type="np", **GUIDED))
     print("ok", type(colorize).__name__)
     '''
 )
@@ -98,11 +105,13 @@ def _installed_outputs(folder, photo):
         "post": np.asarray(processor.post_process_colorization(outputs, images=[str(photo)])[0]),
         "pipeline": np.asarray(colorize(str(photo))),
         "pipeline_mode": colorize(str(photo), decode_mode="mode", output_type="np"),
+        **({} if (folder / "modeling_hypercolumn.py").exists() else {
+            "pipeline_guided": colorize(str(photo), output_type="np", **GUIDED)}),
     }
 
 
 ECCV16_FILES = ("configuration_colorization", "modeling_colorization", "image_processing_colorization",
-                "pipeline_colorization")
+                "pipeline_colorization", "guidance_colorization")
 REMOTE_FILES = ECCV16_FILES + ("configuration_hypercolumn", "modeling_hypercolumn")
 
 

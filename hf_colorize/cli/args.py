@@ -102,3 +102,44 @@ def add_fading_options(group) -> None:
                        help="hue/chroma hypercolumn models: fade uncertain hues towards gray (default: the model's)")
     group.add_argument("--fading-eta", type=positive_float, default=None, metavar="ETA",
                        help="chromatic fading threshold on |z| of the hue histogram (default: the model's, 0.03)")
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def add_guidance_options(parser, hints_help: str) -> None:
+    """--hints FILE (what it holds: `hints_help`), --reference REF and --reference-strength S (see
+    `guidance_colorization`): guided colorization."""
+    group = parser.add_argument_group("guidance")
+    group.add_argument("--hints", metavar="FILE", default=None, help=hints_help)
+    group.add_argument("--reference", metavar="REF", default=None,
+                       help="a colour photo (or a colour, e.g. '#2e8b57') whose colours guide every image")
+    group.add_argument("--reference-strength", type=non_negative_float, default=None, metavar="S",
+                       help="how strongly the reference's colours replace the model's prior (default 0.5; 0 = off)")
+
+
+def read_hints_file(path: str):
+    """The JSON of a --hints file (a list of hints, or a mapping of names to lists), or `UsageError` in one line."""
+    import json
+
+    from hf_colorize.common import UsageError, shown
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as err:
+        raise UsageError(f"--hints {shown(path)}: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"--hints {shown(path)}: not valid JSON ({err})") from None
+    if not isinstance(data, (list, dict)):
+        raise UsageError(f"--hints {shown(path)}: expected a list of hints or a mapping of names to lists, "
+                         f"got {type(data).__name__}")
+    return data
+

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from hf_colorize.cli import add_progress_argument, error, show_progress
-from hf_colorize.cli.args import add_inference_options, inference_kwargs
+from hf_colorize.cli.args import add_guidance_options, add_inference_options, inference_kwargs, read_hints_file
 from hf_colorize.common import IMAGE_EXTENSIONS, UsageError, image_format_for, is_image_file, one_line, shown
 
 COMMAND = "colorize"
@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Default: <stem>_colorized.png next to each input")
     add_inference_options(parser, batch_size=4)
     parser.add_argument("--seed", type=int, default=None, help="random seed for --decode-mode sample")
+    add_guidance_options(parser, "JSON colour hints: a list of {\"x\": .., \"y\": .., \"color\": \"#b22222\"} (pixels of "
+                                 "the image as given) for one input, or a mapping of file names to such lists")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
     parser.add_argument("--recursive", action="store_true", help="also take images from subfolders of folder inputs")
     add_progress_argument(parser)
@@ -141,6 +143,7 @@ def run(args) -> int:
 
     jobs = expand_inputs(args.inputs, recursive=args.recursive)
     assign_outputs(jobs, args.output)  # UsageError: one line, exit 2 (printed by cli.main)
+    hints = _job_hints(jobs, read_hints_file(args.hints)) if args.hints is not None else None
     failed = skipped = done = 0
     todo = []
     for job in jobs:
@@ -154,6 +157,9 @@ def run(args) -> int:
 
     if todo:
         colorizer = load_colorizer(args.model, **inference_kwargs(args), seed=args.seed)  # ModelLoadError: exit 1
+        sources = {job.source for job in todo}  # skipped and failed inputs' hints are not needed
+        guidance = _guidance_options(colorizer, args, None if hints is None else {
+            k: v for k, v in hints.items() if k in sources})
         bar = tqdm(total=len(todo), unit="img", desc="colorizing", disable=len(todo) < 2 or not show_progress(args))
 
         def report(job, cause):
@@ -162,7 +168,7 @@ def run(args) -> int:
             error(COMMAND, f"{shown(job.source)}: {cause}", write=lambda line: bar.write(line, file=sys.stderr))
             bar.update(1)
 
-        for index, result in colorizer.colorize_iter([job.source for job in todo]):
+        for index, result in colorizer.colorize_iter([job.source for job in todo], **guidance):
             job = todo[index]
             if isinstance(result, Exception):
                 report(job, one_line(result))
@@ -181,3 +187,40 @@ def run(args) -> int:
             [f"{failed} failed"] if failed else [])
         print(f"hf-colorize {COMMAND}: {', '.join(parts)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _job_hints(jobs: List[Job], data) -> dict:
+    """A --hints file's content -> {job source: hint list}: a list is one input's hints; a mapping's keys are
+    file names (or paths as given), each naming an input."""
+    if isinstance(data, list):
+        if len(jobs) != 1:
+            raise UsageError(f"--hints holds one list of hints but there are {len(jobs)} inputs; map file names to "
+                             "lists instead")
+        return {jobs[0].source: data}
+    by_name = {}
+    for job in jobs:
+        by_name.setdefault(job.source, job.source)
+        by_name.setdefault(os.path.basename(job.source), job.source)
+    out = {}
+    for key, value in data.items():
+        if key not in by_name:
+            raise UsageError(f"--hints has hints for {key!r}, which is not among the inputs")
+        out[by_name[key]] = value
+    return out
+
+
+def _guidance_options(colorizer, args, hints) -> dict:
+    """The guidance keyword arguments of `colorize_iter`; the reference is read once, before any image (a bad
+    one, or guidance the model cannot take, is a usage error)."""
+    from hf_colorize.models.colorization.guidance_colorization import GuidanceError
+
+    options = {"hints": hints, "reference": args.reference, "reference_strength": args.reference_strength}
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        colorizer.validate(**options)
+        if "reference" in options:
+            options["reference"] = colorizer.reference_distribution(options["reference"])
+    except GuidanceError as err:
+        raise UsageError(one_line(err)) from None
+    return options
+

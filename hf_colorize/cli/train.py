@@ -45,6 +45,7 @@ def add_arguments(parser) -> None:
     from hf_colorize.training.loop import (
         ARCHITECTURES,
         COLOR_SPACES,
+        HINT_KINDS,
         LAB_HISTOGRAMS,
         LOSSES,
         LR_SCHEDULES,
@@ -80,6 +81,10 @@ def add_arguments(parser) -> None:
     model.add_argument("--prior-images", type=positive_int, default=d.prior_images,
                        help="images used to estimate the prior when --prior is not given")
     model.add_argument("--rebalance-lambda", type=unit_interval, default=d.rebalance_lambda)
+    model.add_argument("--hints", nargs="?", const="both", default=None, choices=HINT_KINDS,
+                       help="train with simulated user hints (SIGGRAPH 2017): local point hints and the global colour "
+                            "distribution (default when given without a value), or only 'local' or 'global'; the model "
+                            "gets those inputs (an --init-from model without them grows them, starting at zero)")
     hyper = parser.add_argument_group("hypercolumn architecture (--architecture hypercolumn)")
     hyper.add_argument("--color-space", default=d.color_space, choices=COLOR_SPACES,
                        help="histograms of a and b (lab) or of hue and chroma (hue-chroma)")

@@ -2,13 +2,16 @@
 
 The colorization options are those of every command (`--model --temperature --decode-mode --size
 --precision --device --batch-size`, see `cli.args.add_inference_options`); `--size` is the network input
-side. The work is `hf_colorize.video.colorize.colorize_video`.
+side. Guidance: `--reference REF [--reference-strength S]` guides every frame; `--hints FILE` (JSON mapping
+frame indices, from 0, to hint lists) gives keyframe hints that are carried along the motion until the next
+cut (see `hf_colorize.video.guidance`). The work is `hf_colorize.video.colorize.colorize_video`.
 """
 
 import argparse
 
 from hf_colorize.cli import add_progress_argument
-from hf_colorize.cli.args import add_inference_options, int_in, non_negative_int, positive_float, unit_interval
+from hf_colorize.cli.args import (add_guidance_options, add_inference_options, int_in, non_negative_int, positive_float,
+                                  unit_interval)
 
 DEFAULT_BATCH_SIZE = 8  # = hf_colorize.video.colorize.DEFAULT_BATCH_SIZE (not imported: --help stays light)
 
@@ -28,6 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="output video (.mp4 .m4v .mov .mkv .avi .webm .gif) or a folder for PNG frames")
     add_inference_options(parser, batch_size=DEFAULT_BATCH_SIZE, fading=False)
+    add_guidance_options(parser, 'JSON keyframe hints: frame indices (from 0) mapped to lists of {"x": .., "y": .., '
+                                 '"color": "#b22222"} (pixels of the frame), e.g. {"0": [...], "120": [...]}; each '
+                                 "keyframe's hints follow the motion until the next scene cut or keyframe")
     temporal = parser.add_argument_group("temporal smoothing")
     temporal.add_argument("--no-temporal", action="store_true", help="colorize every frame independently (flickers)")
     temporal.add_argument("--strength", type=_strength, default=None, metavar="S",
@@ -48,10 +54,15 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hf_colorize.cli import show_progress
-    from hf_colorize.cli.args import inference_kwargs
-    from hf_colorize.common import VideoIOError, one_line
+    from hf_colorize.cli.args import inference_kwargs, read_hints_file
+    from hf_colorize.common import VideoIOError, one_line, shown
     from hf_colorize.video.colorize import colorize_video
+    from hf_colorize.video.guidance import keyframe_hints
     from hf_colorize.video.temporal import TemporalConfig
+
+    hints = None
+    if args.hints is not None:  # read and checked before the model loads
+        hints = keyframe_hints(read_hints_file(args.hints), where=f"--hints {shown(args.hints)}")
 
     config = TemporalConfig()
     if args.strength is not None:
@@ -65,11 +76,16 @@ def run(args) -> int:
         stats = colorize_video(
             args.input, args.output, model=args.model, temporal=not args.no_temporal, temporal_config=config,
             max_pixels=args.max_pixels, overwrite=args.overwrite, crf=args.crf, folder_fps=args.fps,
-            show_progress=show_progress(args), **options,
+            show_progress=show_progress(args), reference=args.reference,
+            reference_strength=args.reference_strength, hints=hints, **options,
         )
     except OSError as err:  # e.g. no permission to write beside the output
         raise VideoIOError(one_line(err)) from None
     mode = f"temporal, {len(stats['cuts'])} shot(s)" if stats["temporal"] else "per-frame"
+    if stats["reference"]:
+        mode += ", reference"
+    if hints is not None:
+        mode += f", hints on {stats['hinted_frames']} frame(s)"
     print(f"{stats['output']}: {stats['frames']} frames {stats['width']}x{stats['height']} @ {stats['fps']:.3g} fps"
           f"{' (variable)' if stats['vfr'] else ''}, {mode}, audio {stats['audio']}, "
           f"{stats['processing_fps']:.2f} frames/s")

@@ -53,16 +53,16 @@ def _records(images: Iterable):
             yield {"image": Image.fromarray(arr), "key": f"image {i}"}
 
 
-def iter_crops(images, size: int, stats: dict, split: str = "test", image_column: str = "image",
-               warn: Optional[Callable[[str], None]] = None):
-    """Yield `(key, uint8 RGB (3, size, size))` centre crops of the colour photos of `images`.
+def iter_photos(images, stats: dict, split: str = "test", image_column: str = "image",
+                warn: Optional[Callable[[str], None]] = None):
+    """Yield `(key, PIL RGB image)` for the colour photos of `images`, as decoded (upright).
 
     `images`: a source string (image folder, parquet shards, Hub dataset id; see `data.open_stream`) or an
     iterable of paths / bytes / PIL images / arrays. Grayscale and undecodable photos are skipped and
     counted in `stats` (keys "grayscale", "undecodable", "undecodable_keys"); `warn(message)` hears of the
     first `MAX_WARNINGS` undecodable ones.
     """
-    from hf_colorize.training.data import center_crop, decode_record_image, is_grayscale, open_stream
+    from hf_colorize.training.data import decode_record_image, is_grayscale, open_stream
 
     if isinstance(images, (str, os.PathLike)):
         images = open_stream(os.fspath(images), split, image_column)
@@ -78,7 +78,17 @@ def iter_crops(images, size: int, stats: dict, split: str = "test", image_column
         if is_grayscale(im):
             stats["grayscale"] += 1
             continue
-        crop = center_crop(im.convert("RGB"), size)
+        yield key, im.convert("RGB")
+
+
+def iter_crops(images, size: int, stats: dict, split: str = "test", image_column: str = "image",
+               warn: Optional[Callable[[str], None]] = None):
+    """Yield `(key, uint8 RGB (3, size, size))` centre crops of the colour photos of `images` (see
+    `iter_photos`)."""
+    from hf_colorize.training.data import center_crop
+
+    for key, im in iter_photos(images, stats, split, image_column, warn):
+        crop = center_crop(im, size)
         yield key, torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1)
 
 
@@ -383,4 +393,4 @@ def format_table(results: dict) -> str:
 
 
 __all__ = ["DEFAULT_CROP", "EvaluationError", "LABELS", "PREDICTORS", "check_output", "evaluate_model", "format_table",
-           "iter_crops", "plot_auc_curves", "write_contact_sheet", "write_json"]
+           "iter_crops", "iter_photos", "plot_auc_curves", "write_contact_sheet", "write_json"]

@@ -12,6 +12,11 @@ How the int8 network is made (once per weights, then cached in the process and o
    logits the softmax sharpens) stay float32: 0.9% of the FLOPs. BatchNorm and ReLU stay float, the bins
    and the annealed-mean decoding are untouched (the `Colorizer` decodes the float32 logits itself).
 
+A hint-trained model (config `hint_inputs` / `global_hints`) quantizes too, without its hint inputs: the
+graph is its network as it runs when no hints are given (exactly: the hint branches add zero then). The
+logits callable refuses hints (`ColorizationBackendError`, one line: use precision fp32 or bf16), so a
+hint is never silently dropped.
+
 The file is written under the Hugging Face cache (`$HF_HOME/hf_colorize/int8/<key>.onnx`, the key a hash
 of the weights, the calibration photos, the network size and these settings), so a second process loads
 it in a second. `hf_colorize/__init__.py` registers `BACKEND` as the "int8" entry of the `Colorizer`'s
@@ -191,7 +196,7 @@ def _session(path):
 
 def int8_logits(model, image_processor, calibration=None, size: Optional[int] = None, cache: Optional[str] = None):
     """A callable `pixel_values (B, 1, H, W) -> float32 logits (B, Q, H/4, W/4)` running `model`'s network
-    in int8: the quantized graph is taken from this process's cache, else from `cache` (default
+    in int8 (hint keyword arguments raise `ColorizationBackendError`: the graph has no hint inputs): the quantized graph is taken from this process's cache, else from `cache` (default
     `cache_dir()`), else built (`quantize_int8`) and saved there."""
     check_available()
     size = int(size or image_processor.size)
@@ -212,7 +217,11 @@ def int8_logits(model, image_processor, calibration=None, size: Optional[int] = 
                 _SESSIONS.pop(next(iter(_SESSIONS)))
             _SESSIONS[key] = session
 
-    def logits(pixel_values: torch.Tensor) -> torch.Tensor:
+    def logits(pixel_values: torch.Tensor, hint_ab=None, hint_mask=None, global_hint=None) -> torch.Tensor:
+        given = [n for n, v in (("hint_ab", hint_ab), ("hint_mask", hint_mask), ("global_hint", global_hint)) if v is not None]
+        if given:
+            raise ColorizationBackendError(f"precision 'int8' runs the network without its hint inputs ({', '.join(given)} "
+                                           "given): use precision 'fp32' or 'bf16' for hints")
         (out,) = session.run(["logits"], {"pixel_values": pixel_values.float().contiguous().numpy()})
         return torch.from_numpy(out)
 

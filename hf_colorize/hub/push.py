@@ -1,6 +1,6 @@
 """Publish a model folder to the Hub in one commit (`hf-colorize push`; `push_to_hub` from Python).
 
-The upload folder holds the weights and configs, the four remote-code files of the installed package
+The upload folder holds the weights and configs, the family's remote-code files of the installed package
 (so `trust_remote_code=True` works without hf-colorize), a generated model card, example images
 (public-domain `skimage.data` photos in gray and as colorized by the model) and, when given, the
 evaluation JSON and its AuC plot. `dry_run_dir` writes exactly that folder and uploads nothing.
@@ -31,6 +31,7 @@ REMOTE_CODE_FILES = (
     "modeling_colorization.py",
     "image_processing_colorization.py",
     "pipeline_colorization.py",
+    "guidance_colorization.py",
 )
 CONFIG_AUTO_MAP = {
     "AutoConfig": "configuration_colorization.ColorizationConfig",

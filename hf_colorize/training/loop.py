@@ -46,13 +46,14 @@ ARCHITECTURES = ("eccv16", "hypercolumn")
 COLOR_SPACES = ("lab", "hue-chroma")
 LAB_HISTOGRAMS = ("marginal", "joint")
 # settings that belong to one architecture: giving one a non-default value for the other is an error
-ECCV16_ONLY = ("bins", "loss", "focal_gamma", "prior", "prior_images", "rebalance_lambda")
+ECCV16_ONLY = ("bins", "loss", "focal_gamma", "prior", "prior_images", "rebalance_lambda", "hints")
 HYPERCOLUMN_ONLY = ("color_space", "lab_histogram", "hypercolumn_layers", "hidden_size", "fc_channels", "sample_pixels",
                     "init_backbone")
 NORMS = ("batch", "group", "none")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 REPORTERS = ("tensorboard", "none")
+HINT_KINDS = ("both", "local", "global")  # --hints: which simulated hints (and hint inputs) to train
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,6 +84,9 @@ class TrainingConfig:
     prior: Optional[str] = None  # bin prior from `estimate-prior` (default: estimated from the stream)
     prior_images: int = 500
     rebalance_lambda: float = 0.5
+    # simulated user hints (SIGGRAPH 2017 recipe, `training/hints.py`): None = off, or "both" (local point
+    # hints and the global colour distribution), "local" or "global"; the model gets those inputs
+    hints: Optional[str] = None
     # hypercolumn architecture only
     color_space: str = "lab"  # or "hue-chroma"
     lab_histogram: str = "marginal"  # or "joint"
@@ -170,6 +174,8 @@ def check_config(config: TrainingConfig) -> None:
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             raise UsageError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(c, name)!r}")
+    if c.hints is not None and c.hints not in HINT_KINDS:
+        raise UsageError(f"--hints must be one of {', '.join(HINT_KINDS)}, got {c.hints!r}")
     for name in ("crop_size", "export_size"):
         value = getattr(c, name)
         if not isinstance(value, int) or value < 8 or value % 8:
@@ -341,6 +347,33 @@ def _check_init_from(config, model_config, family: str) -> None:
                 raise UsageError(f"{_flag(name)} {given} contradicts the --init-from model's {has}")
 
 
+def _hint_inputs_wanted(config) -> tuple:
+    """(local, global) hint inputs that `config.hints` trains."""
+    return config.hints in ("both", "local"), config.hints in ("both", "global")
+
+
+def _grow_for_hints(config, model):
+    """The `--init-from` ECCV16 `model` with the hint inputs `--hints` trains: a plain model grows them
+    (`ColorizationModel.from_plain`: zero-initialized, outputs unchanged until trained); `UsageError` when
+    the flags and the model's hint inputs contradict each other."""
+    from hf_colorize.models.colorization.modeling_colorization import ColorizationModel
+
+    has = (model.config.hint_inputs, model.config.global_hints)
+    if config.hints is None:
+        if any(has):
+            raise UsageError("the --init-from model takes hints (config.hint_inputs/global_hints); add --hints "
+                             "to keep training them (without it they would go untrained)")
+        return model
+    want = _hint_inputs_wanted(config)
+    for kind, had, wanted in (("local", has[0], want[0]), ("global", has[1], want[1])):
+        if had and not wanted:
+            raise UsageError(f"--hints {config.hints} contradicts the --init-from model's {kind} hint input "
+                             f"(config.{'hint_inputs' if kind == 'local' else 'global_hints'}); use --hints both")
+    if want == has:
+        return model
+    return ColorizationModel.from_plain(model, hint_inputs=want[0], global_hints=want[1])
+
+
 def build_model(config):
     """A new model of `config.architecture` or the `init_from` one (either family) with this run's loss
     settings; for `init_from`, the architecture, width and norm (and for hypercolumns the colour space)
@@ -366,6 +399,7 @@ def build_model(config):
             config.architecture, config.color_space = "hypercolumn", model.config.color_space
         elif isinstance(model, ColorizationModel):
             _check_init_from(config, model.config, "eccv16")
+            model = _grow_for_hints(config, model)
             config.architecture = "eccv16"
             model.config.loss_type = config.loss
             model.config.focal_gamma = config.focal_gamma
@@ -385,9 +419,11 @@ def build_model(config):
                 sample_pixels=config.sample_pixels, **layers))
         else:
             bins = load_palette(config.bins).tolist() if config.bins else None
+            local, global_ = _hint_inputs_wanted(config)
             model = ColorizationModel(ColorizationConfig(
                 width_multiplier=config.width, norm_type=config.norm, ab_bins=bins, loss_type=config.loss,
-                focal_gamma=config.focal_gamma, rebalance_lambda=config.rebalance_lambda))
+                focal_gamma=config.focal_gamma, rebalance_lambda=config.rebalance_lambda, hint_inputs=local,
+                global_hints=global_))
     except ValueError as err:
         raise TrainingError(f"cannot build the model: {one_line(err)}") from None
     if config.init_backbone:
@@ -397,31 +433,50 @@ def build_model(config):
     return model
 
 
+def hint_kwargs(config, model, labels, generator) -> dict:
+    """The simulated hints of a batch (`training.hints.simulate_hints` on its ground-truth `labels`) as
+    `forward` keyword arguments; {} when `config.hints` is off."""
+    if not config.hints:
+        return {}
+    from hf_colorize.training.hints import simulate_hints
+
+    return simulate_hints(labels, generator, model.ab_bins, kind=config.hints, neighbors=model.config.soft_encode_neighbors,
+                          sigma=model.config.soft_encode_sigma)
+
+
 def evaluate(model, config, accelerator, device):
-    """Mean loss and mean ab error on the first `eval_images` held-out images (centre crops)."""
+    """Mean loss and mean ab error on the first `eval_images` held-out images (centre crops); with
+    `config.hints`, also with simulated hints (`eval/*_hints`; fixed seeds: comparable across runs)."""
     import torch
 
     from hf_colorize.training.data import ColorizationStream, batches, lab_batch
+    from hf_colorize.training.hints import step_generator
 
     source = config.eval_dataset or config.dataset
     stream = ColorizationStream(source, config.eval_split or config.split, config.image_column,
                                 crop_size=config.crop_size, train=False)
     model.eval()
-    losses, errs, n = [], [], 0
+    sums, batches_seen, n = {}, 0, 0
     with torch.inference_mode():
-        for batch in batches(iter(stream), config.batch_size):
+        for i, batch in enumerate(batches(iter(stream), config.batch_size)):
             pixel_values, labels = lab_batch(batch["rgb"])
-            out = model(pixel_values=pixel_values.to(device), labels=labels.to(device), decode=True)
-            ab_true = torch.nn.functional.adaptive_avg_pool2d(labels.to(device), out.ab.shape[-2:])
-            losses.append(out.loss.item())
-            errs.append((out.ab - ab_true).pow(2).sum(1).sqrt().mean().item())
+            pixel_values, labels = pixel_values.to(device), labels.to(device)
+            runs = {"": {}}
+            if config.hints:
+                runs["_hints"] = hint_kwargs(config, model, labels, step_generator(0, i, purpose="eval"))
+            for suffix, hints in runs.items():
+                out = model(pixel_values=pixel_values, labels=labels, decode=True, **hints)
+                ab_true = torch.nn.functional.adaptive_avg_pool2d(labels, out.ab.shape[-2:])
+                for name, value in (("loss", out.loss.item()), ("ab_error", (out.ab - ab_true).pow(2).sum(1).sqrt().mean().item())):
+                    sums[f"eval/{name}{suffix}"] = sums.get(f"eval/{name}{suffix}", 0.0) + value
+            batches_seen += 1
             n += batch["rgb"].shape[0]
             if n >= config.eval_images:
                 break
     model.train()
-    if not losses:
+    if not batches_seen:
         return {}
-    return {"eval/loss": sum(losses) / len(losses), "eval/ab_error": sum(errs) / len(errs), "eval/images": n}
+    return {**{k: v / batches_seen for k, v in sums.items()}, "eval/images": n}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -444,6 +499,7 @@ def train(config=None, **overrides) -> str:
 
     from hf_colorize.models.colorization.image_processing_colorization import ColorizationImageProcessor
     from hf_colorize.training.data import ColorizationStream, batches, lab_batch
+    from hf_colorize.training.hints import step_generator
     from hf_colorize.training.priors import estimate_prior, load_prior
 
     has_accelerator = torch.cuda.is_available() or torch.backends.mps.is_available() or (
@@ -531,10 +587,14 @@ def train(config=None, **overrides) -> str:
                 if sample_log:
                     sample_log.write("\n".join(batch["keys"]) + "\n")
                 pixel_values, labels = lab_batch(batch["rgb"])
-                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last).to(device)
+                labels = labels.to(device)
+                # hints seeded by (seed, step, rank, micro) alone: a resumed run draws the same ones
+                hints = hint_kwargs(config, unwrapped, labels,
+                                    step_generator(config.seed, step, accelerator.process_index, micro))
                 sync = accelerator.no_sync(model) if micro < config.grad_accum - 1 else nullcontext()
                 with sync, accelerator.autocast():
-                    loss = model(pixel_values=pixel_values.to(device), labels=labels.to(device)).loss / config.grad_accum
+                    loss = model(pixel_values=pixel_values, labels=labels, **hints).loss / config.grad_accum
                 accelerator.backward(loss)
                 loss_sum += loss.item()
                 seen += batch["rgb"].shape[0]

@@ -17,8 +17,9 @@ shot, a running distribution that follows the scene:
    distribution with it, uncovered areas take the new prediction, and the decode (annealed mean) sees a
    stable distribution.
 
-All tensors are torch; shapes are in the docstrings. The smoother is causal and keeps one frame of state,
-so memory does not grow with video length.
+Steps 1 and 2 are `ShotTracker` (L only, so a frame's motion can be known before the network runs on it),
+step 3 `TemporalSmoother`. All tensors are torch; shapes are in the docstrings. Both are causal and keep one
+frame of state, so memory does not grow with video length.
 """
 
 from dataclasses import dataclass, field
@@ -170,11 +171,26 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
 
 
 @dataclass
-class TemporalSmoother:
-    """Causal, motion-compensated smoothing of per-frame bin distributions within shots.
+class Motion:
+    """What `ShotTracker` found for one frame: `info` (the cut decision), and unless it is a cut the backward
+    `flow` `(1, 2, M, M)` to the previous frame (pixels at `motion_size`: `cur(p) ~ prev(p + flow(p))`) with
+    its match `confidence` `(1, 1, M, M)` in [0, 1]."""
 
-    Call `step(l_net, logits, decode=...)` once per frame, in order; it returns the frame's ab.
-    """
+    info: FrameInfo
+    flow: Optional[torch.Tensor] = None
+    confidence: Optional[torch.Tensor] = None
+
+    @property
+    def cut(self) -> bool:
+        return self.info.cut
+
+
+@dataclass
+class ShotTracker:
+    """Scene cuts and motion between consecutive frames, from their L alone (causal, one frame of state).
+
+    Apart from `TemporalSmoother` so that a frame's motion is known before the network runs on it (video
+    hints are moved along it, see `video.guidance`)."""
 
     config: TemporalConfig = field(default_factory=TemporalConfig)
 
@@ -185,45 +201,17 @@ class TemporalSmoother:
     def reset(self) -> None:
         self._l = None  # previous (1, 1, M, M) L at motion size
         self._hist = None  # previous (1, F) L histogram
-        self._probs = None  # running (1, Q, h, w) distribution
-        self._quantiles = None  # the shot's running ab quantile functions (2, K)
         self.cuts: List[int] = []
         self.frame_index = 0
 
-    def step(self, l_net: torch.Tensor, logits: torch.Tensor, ab_bins: Optional[torch.Tensor] = None,
-             temperature: float = 0.38, decode_mode: str = "annealed_mean",
-             decode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Tuple[torch.Tensor, FrameInfo]:
-        """One frame: `smooth`, decode, `match_statistics`.
-
-        Args:
-            l_net: normalized L of the network input, `(1, S, S)` (from `Colorizer.prepare`).
-            logits: the model's bin logits for that frame, `(Q, h, w)`.
-            decode: the decoder of the smoothed distribution, log-probabilities `(1, Q, h, w)` -> ab
-                `(1, 2, h, w)`: e.g. `Colorizer.decode` (the model's decoder with its temperature and mode).
-                Without it, `decode_ab` with `ab_bins` `(Q, 2)`, `temperature` and `decode_mode`.
-        Returns:
-            `(ab (2, h, w), FrameInfo)`.
-        """
-        probs, info = self.smooth(l_net, logits)
-        log_probs = probs.clamp(min=1e-12).log()
-        if decode is None:
-            from hf_colorize.models.colorization.modeling_colorization import decode_ab
-
-            if ab_bins is None:
-                raise TypeError("step() needs ab_bins or decode")
-            ab = decode_ab(log_probs, ab_bins, mode=decode_mode, temperature=temperature)[0]
-        else:
-            ab = decode(log_probs)[0].to(log_probs.device)
-        return self.match_statistics(ab, info.cut), info
-
-    def smooth(self, l_net: torch.Tensor, logits: torch.Tensor) -> Tuple[torch.Tensor, FrameInfo]:
-        """Scene-cut test, motion estimation and propagation: -> smoothed probabilities `(1, Q, h, w)`."""
+    def step(self, l_net: torch.Tensor) -> Motion:
+        """The next frame's normalized network-input L `(1, S, S)` -> its `Motion` from the previous frame."""
         cfg = self.config
-        probs = torch.softmax(logits.float()[None], dim=1)  # (1, Q, h, w)
         m = cfg.motion_size
-        l_small = F.interpolate(l_net.float().reshape(1, 1, *l_net.shape[-2:]), size=(m, m), mode="area")
+        l_small = F.interpolate(l_net.float().cpu().reshape(1, 1, *l_net.shape[-2:]), size=(m, m), mode="area")
         hist = self.binning(l_small)
-        info = FrameInfo(cut=self._l is None, hist_distance=0.0, bad_fraction=0.0, mean_weight=0.0)
+        motion = Motion(FrameInfo(cut=self._l is None, hist_distance=0.0, bad_fraction=0.0, mean_weight=0.0))
+        info = motion.info
         if self._l is not None:
             info.hist_distance = float(self.binning.distance(hist, self._hist, channels=1, metric="js"))
             cut = info.hist_distance > cfg.cut_threshold
@@ -236,27 +224,108 @@ class TemporalSmoother:
                 conf = conf * (target.abs() <= 1).all(1, keepdim=True)
                 info.bad_fraction = float((conf < 0.5).float().mean())
                 cut = info.bad_fraction > cfg.bad_match_fraction
+                motion.flow, motion.confidence = flow, conf
             if cut:
                 info.cut = True
-            else:
-                h, w = probs.shape[-2:]
-                flow_lo = F.interpolate(flow, size=(h, w), mode="area") * torch.tensor([w / m, h / m]).view(1, 2, 1, 1)
-                weight = cfg.strength * F.interpolate(conf, size=(h, w), mode="area")
-                carried = _sample(self._probs, flow_lo)
-                probs = (1 - weight) * probs + weight * carried
-                info.mean_weight = float(weight.mean())
+                motion.flow = motion.confidence = None
         if info.cut:
             self.cuts.append(self.frame_index)
-        self._l, self._hist, self._probs = l_small, hist, probs
+        self._l, self._hist = l_small, hist
         self.frame_index += 1
+        return motion
+
+
+@dataclass
+class TemporalSmoother:
+    """Causal, motion-compensated smoothing of per-frame bin distributions within shots.
+
+    Call `step(l_net, logits, decode=...)` once per frame, in order; it returns the frame's ab. The cuts and
+    motion come from its `tracker` (a `ShotTracker`); a caller that needs a frame's motion earlier runs
+    `tracker.step` itself and passes the result as `motion=`.
+    """
+
+    config: TemporalConfig = field(default_factory=TemporalConfig)
+
+    def __post_init__(self):
+        self.tracker = ShotTracker(self.config)
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self._probs = None  # running (1, Q, h, w) distribution
+        self._quantiles = None  # the shot's running ab quantile functions (2, K)
+
+    @property
+    def cuts(self) -> List[int]:
+        """Indices of the frames that started a shot (the first frame included)."""
+        return self.tracker.cuts
+
+    @property
+    def binning(self):
+        return self.tracker.binning
+
+    def step(self, l_net: torch.Tensor, logits: torch.Tensor, ab_bins: Optional[torch.Tensor] = None,
+             temperature: float = 0.38, decode_mode: str = "annealed_mean",
+             decode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, *, motion: Optional[Motion] = None,
+             guide: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+             hold: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, FrameInfo]:
+        """One frame: `smooth`, decode, `match_statistics`.
+
+        Args:
+            l_net: normalized L of the network input, `(1, S, S)` (from `Colorizer.prepare`).
+            logits: the model's bin logits for that frame, `(Q, h, w)`.
+            decode: the decoder of the smoothed distribution, log-probabilities `(1, Q, h, w)` -> ab
+                `(1, 2, h, w)`: e.g. `Colorizer.decode` (the model's decoder with its temperature and mode).
+                Without it, `decode_ab` with `ab_bins` `(Q, 2)`, `temperature` and `decode_mode`.
+            motion: this frame's `tracker.step(l_net)`, when the caller ran it already.
+            guide: log-probabilities `(1, Q, h, w)` -> guided ones, applied to the smoothed distribution before
+                decoding but not kept in the running state (point hints: a hint pins its frame only, so it
+                never compounds over the frames; the caller moves the hints along the motion itself).
+            hold: `(1, h, w)` in [0, 1]: where the palette pull (`match_statistics`) is held off (1: fully),
+                e.g. the hints' confidence, so that a hint's colour is not pulled towards the shot's palette.
+        Returns:
+            `(ab (2, h, w), FrameInfo)`.
+        """
+        probs, info = self.smooth(l_net, logits, motion)
+        log_probs = probs.clamp(min=1e-12).log()
+        if guide is not None:
+            log_probs = guide(log_probs)
+        if decode is None:
+            from hf_colorize.models.colorization.modeling_colorization import decode_ab
+
+            if ab_bins is None:
+                raise TypeError("step() needs ab_bins or decode")
+            ab = decode_ab(log_probs, ab_bins, mode=decode_mode, temperature=temperature)[0]
+        else:
+            ab = decode(log_probs)[0].to(log_probs.device)
+        return self.match_statistics(ab, info.cut, hold), info
+
+    def smooth(self, l_net: torch.Tensor, logits: torch.Tensor, motion: Optional[Motion] = None
+               ) -> Tuple[torch.Tensor, FrameInfo]:
+        """Scene-cut test, motion estimation (unless `motion` is given) and propagation: -> smoothed
+        probabilities `(1, Q, h, w)`."""
+        motion = self.tracker.step(l_net) if motion is None else motion
+        probs = torch.softmax(logits.float()[None], dim=1)  # (1, Q, h, w)
+        info = motion.info
+        if not motion.cut and self._probs is not None:
+            m = motion.flow.shape[-1]
+            h, w = probs.shape[-2:]
+            scale = torch.tensor([w / m, h / m]).view(1, 2, 1, 1)
+            flow_lo = F.interpolate(motion.flow, size=(h, w), mode="area") * scale
+            weight = self.config.strength * F.interpolate(motion.confidence, size=(h, w), mode="area")
+            carried = _sample(self._probs, flow_lo)
+            probs = (1 - weight) * probs + weight * carried
+            info.mean_weight = float(weight.mean())
+        self._probs = probs
         return probs, info
 
-    def match_statistics(self, ab: torch.Tensor, cut: bool) -> torch.Tensor:
+    def match_statistics(self, ab: torch.Tensor, cut: bool, hold: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Pull the frame's a and b distributions towards the shot's running ones: `(2, h, w)` -> `(2, h, w)`.
 
         Each channel's quantile function (K points) is compared with the shot reference, a running average of
         the frames' quantile functions (their 1-D Wasserstein barycentre); values are mapped through the
-        frame's quantiles onto the reference's, blended by `palette_strength`. A cut restarts the reference.
+        frame's quantiles onto the reference's, blended by `palette_strength` (times 1 - `hold` `(1, h, w)`,
+        where given). A cut restarts the reference.
         """
         cfg = self.config
         if cfg.palette_strength <= 0:
@@ -269,7 +338,8 @@ class TemporalSmoother:
             return ab
         self._quantiles = cfg.palette_memory * self._quantiles + (1 - cfg.palette_memory) * q
         mapped = _interp(flat, q, self._quantiles)
-        return (flat + cfg.palette_strength * (mapped - flat)).reshape_as(ab)
+        pull = cfg.palette_strength if hold is None else cfg.palette_strength * (1 - hold.reshape(1, -1).to(flat))
+        return (flat + pull * (mapped - flat)).reshape_as(ab)
 
 
-__all__ = ["TemporalConfig", "TemporalSmoother", "FrameInfo", "block_match"]
+__all__ = ["FrameInfo", "Motion", "ShotTracker", "TemporalConfig", "TemporalSmoother", "block_match"]

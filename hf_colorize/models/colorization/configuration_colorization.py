@@ -49,6 +49,11 @@ class ColorizationConfig(PretrainedConfig):
         focal_gamma (`float`): focusing parameter of the focal loss.
         gray_chroma_threshold (`float`): an image whose mean ab chroma is below it counts as
             having no colour and is masked out of the loss.
+        hint_inputs (`bool`): local hints (Zhang et al., SIGGRAPH 2017): the network also takes a sparse ab
+            hint map and its mask beside L (`forward(hint_ab=, hint_mask=)`). Off for converted ECCV16 weights
+            and for every config saved before the option existed.
+        global_hints (`bool`): global hints: the network also takes a colour distribution over the Q bins
+            (`forward(global_hint=)`), projected and added to the input of block 5.
     """
 
     model_type = "colorization"
@@ -72,6 +77,8 @@ class ColorizationConfig(PretrainedConfig):
         loss_type="rebalanced_ce",
         focal_gamma=2.0,
         gray_chroma_threshold=2.0,
+        hint_inputs=False,
+        global_hints=False,
         **kwargs,
     ):
         for name, value in (("block_channels", block_channels), ("block_depths", block_depths),
@@ -85,6 +92,9 @@ class ColorizationConfig(PretrainedConfig):
                             ("gray_chroma_threshold", gray_chroma_threshold)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
+        for name, value in (("hint_inputs", hint_inputs), ("global_hints", global_hints)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
         if not width_multiplier > 0:
             raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
         if norm_type not in NORM_TYPES:
@@ -126,6 +136,8 @@ class ColorizationConfig(PretrainedConfig):
         self.loss_type = loss_type
         self.focal_gamma = float(focal_gamma)
         self.gray_chroma_threshold = float(gray_chroma_threshold)
+        self.hint_inputs = hint_inputs
+        self.global_hints = global_hints
         super().__init__(**kwargs)
 
     @property

@@ -466,13 +466,18 @@ class ColorizationImageProcessor(BaseImageProcessor):
             results.append(self.colorize_l(l_full, ab[i], output_type=output_type))
         return results
 
-    def colorize_l(self, l_full: torch.Tensor, ab: torch.Tensor, output_type: str = "pil"):
-        """Join a full-resolution L `(1, H, W)` with a low-resolution ab `(2, h, w)`."""
+    def colorize_l(self, l_full: torch.Tensor, ab: torch.Tensor, output_type: str = "pil", refine=None):
+        """Join a full-resolution L `(1, H, W)` with a low-resolution ab `(2, h, w)`. `refine(rows, ab_rows)`, if
+        given, adjusts the upsampled full-resolution ab of each band of rows (e.g. colour hints); L is never changed."""
         l_full = l_full.reshape(1, *l_full.shape[-2:]).float()
         height, width = l_full.shape[-2:]
         ab_full = F.interpolate(ab[None].float().to(l_full.device), size=(height, width), mode="bilinear", align_corners=False)[0]
         if output_type not in ("pil", "np", "pt", "lab"):
             raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'lab', got {output_type!r}")
+        if refine is not None:
+            for top in range(0, height, _BAND_ROWS):
+                rows = slice(top, top + _BAND_ROWS)
+                ab_full[:, rows] = refine(rows, ab_full[:, rows])
         if output_type == "lab":
             return torch.cat((l_full, ab_full), dim=0)
         # per-pixel maths in row bands (same result, band-sized temporaries; see _banded_l)

@@ -1,8 +1,9 @@
 """Zhang, Isola & Efros, "Colorful Image Colorization" (ECCV 2016) as a transformers model.
 
 The network maps the normalized L channel of CIE Lab to a distribution over Q quantized ab bins at
-1/4 resolution; decoding turns that distribution into an ab map. This file travels to the Hub as
-remote code: it imports only its sibling configuration file, transformers, torch and the stdlib.
+1/4 resolution; decoding turns that distribution into an ab map. Optional hint inputs (config
+`hint_inputs`, `global_hints`) follow Zhang et al.'s SIGGRAPH 2017 user-guided network. This file
+travels to the Hub as remote code: it imports only its sibling files, transformers, torch and the stdlib.
 """
 
 import os
@@ -244,6 +245,67 @@ class ColorizationBlock(nn.Module):
         return self.layers(hidden_states)
 
 
+# --------------------------------------------------------------------------------------------------
+# Hint inputs (Zhang et al., SIGGRAPH 2017, "Real-Time User-Guided Image Colorization")
+# --------------------------------------------------------------------------------------------------
+AB_NORM = 110.0  # hint ab enter the network divided by this (the SIGGRAPH 2017 normalization)
+
+
+class LocalHintEncoder(nn.Conv2d):
+    """The local-hint half of the first convolution: the SIGGRAPH 2017 network convolves L, the ab hint
+    map and the mask concatenated; convolution is linear in its input channels, so that is the L-only
+    first convolution (kept as it was, `blocks.0.layers.0`) plus this bias-free convolution of
+    (ab / 110, mask), added before the first ReLU. Zero-initialized (`_init_weights`): a grown model starts
+    out exactly as the plain one, and a zero hint map adds exactly nothing (no bias)."""
+
+    def __init__(self, first_conv: nn.Conv2d):
+        super().__init__(3, first_conv.out_channels, first_conv.kernel_size, stride=first_conv.stride,
+                         padding=first_conv.padding, dilation=first_conv.dilation, bias=False)
+
+    def forward(self, hint_ab: torch.Tensor, hint_mask: torch.Tensor) -> torch.Tensor:
+        """`hint_ab` `(B, 2, H, W)` in Lab units, `hint_mask` `(B, 1, H, W)` -> `(B, C1, H, W)`."""
+        return super().forward(torch.cat((hint_ab / AB_NORM, hint_mask), dim=1))
+
+
+class ZeroInitLinear(nn.Linear):
+    """A linear layer that `_init_weights` starts at zero (the global-hint branch's output layer)."""
+
+
+class GlobalHintProjection(nn.Module):
+    """Global hints: a colour distribution `(B, Q)` and its "given" flag (sum > 0) -> two linear layers
+    (the SIGGRAPH 2017 global-hints branch uses 1x1 convolutions on a 1x1 map: the same thing) -> a
+    per-channel offset `(B, C, 1, 1)` added to block 5's input. The offset is multiplied by the flag, so
+    "no global hint" (all zeros) adds exactly nothing; the last layer starts at zero (a grown model is
+    unchanged until trained)."""
+
+    def __init__(self, num_bins: int, channels: int):
+        super().__init__()
+        self.fc1 = nn.Linear(num_bins + 1, channels)
+        self.fc2 = ZeroInitLinear(channels, channels)
+
+    def forward(self, global_hint: torch.Tensor) -> torch.Tensor:
+        """`global_hint` `(B, Q)` -> `(B, C, 1, 1)`."""
+        given = (global_hint.sum(dim=1, keepdim=True) > 0).to(global_hint.dtype)
+        hidden = F.relu(self.fc1(torch.cat((global_hint, given), dim=1)))
+        return (self.fc2(hidden) * given)[:, :, None, None]
+
+
+def hint_input_maps(points, height: int, width: int, device=None):
+    """Local-hint inputs for one image from points `[(y, x, a, b), ...]` in network-input pixels (row,
+    column; rounded down, must lie inside `height` x `width`) and Lab ab units: returns `hint_ab`
+    `(1, 2, height, width)` and `hint_mask` `(1, 1, height, width)` (1 at each point; a later point at
+    the same pixel wins). Stack them with `torch.cat` for a batch."""
+    hint_ab = torch.zeros(1, 2, height, width, device=device)
+    hint_mask = torch.zeros(1, 1, height, width, device=device)
+    for i, (y, x, a, b) in enumerate(points):
+        r, c = int(y), int(x)
+        if not (0 <= r < height and 0 <= c < width):
+            raise ValueError(f"hint {i}: ({y}, {x}) is outside the {width}x{height} network input")
+        hint_ab[0, 0, r, c], hint_ab[0, 1, r, c] = float(a), float(b)
+        hint_mask[0, 0, r, c] = 1.0
+    return hint_ab, hint_mask
+
+
 PIPELINE_TASK = "image-colorization"
 _CUSTOM_PIPELINES = {
     PIPELINE_TASK: {"impl": "pipeline_colorization.ImageColorizationPipeline", "pt": ["AutoModel"], "tf": [], "type": "image"}
@@ -296,15 +358,25 @@ class ColorizationPreTrainedModel(PreTrainedModel):
             # Relative imports, not os.path.dirname(__file__): transformers copies a remote-code module's
             # relative imports into its cache, so a model loaded with trust_remote_code alone (no
             # pipeline or processor loaded) still has these files to save again.
+            from .guidance_colorization import __file__ as guidance_file
             from .image_processing_colorization import __file__ as processing_file
             from .pipeline_colorization import __file__ as pipeline_file
 
-            for source in (pipeline_file, processing_file):
+            for source in (pipeline_file, processing_file, guidance_file):
                 shutil.copyfile(source, os.path.join(save_directory, os.path.basename(source)))
         return out
 
     def _init_weights(self, module):
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        # the hint inputs' entry layers start at zero (a grown model computes what the plain one did);
+        # they are parameter-holding layers: transformers skips modules without parameters of their own
+        if isinstance(module, (LocalHintEncoder, ZeroInitLinear)):
+            nn.init.zeros_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -330,6 +402,11 @@ class ColorizationModel(ColorizationPreTrainedModel):
     the decoded `ab` `(B, 2, H/4, W/4)` and, given ab `labels` `(B, 2, H, W)`, the training `loss`.
     Buffers `ab_bins` `(Q, 2)` and `bin_prior` `(Q,)` (the smoothed empirical bin distribution that
     class rebalancing inverts) are saved with the weights.
+
+    With `config.hint_inputs` the network also takes local hints (`hint_ab`, `hint_mask`: module
+    `local_hints`, see `LocalHintEncoder`), with `config.global_hints` a colour distribution
+    (`global_hint`: module `global_hints`, see `GlobalHintProjection`). Either may be left out (= no
+    hints). `ColorizationModel.from_plain` grows a model without them into one with them.
     """
 
     def __init__(self, config: ColorizationConfig):
@@ -347,9 +424,33 @@ class ColorizationModel(ColorizationPreTrainedModel):
             cin = ch[i]
         self.blocks = nn.ModuleList(blocks)
         self.classifier = nn.Conv2d(ch[7], config.num_bins, kernel_size=1)
+        # created only when configured: a plain model's state dict (and outputs) are what they always were
+        if config.hint_inputs:
+            self.local_hints = LocalHintEncoder(self.blocks[0].layers[0])
+        if config.global_hints:
+            self.global_hints = GlobalHintProjection(config.num_bins, ch[3])
         self.register_buffer("ab_bins", torch.tensor(config.ab_bins, dtype=torch.float32), persistent=True)
         self.register_buffer("bin_prior", torch.full((config.num_bins,), 1.0 / config.num_bins), persistent=True)
         self.post_init()
+
+    @classmethod
+    def from_plain(cls, model: "ColorizationModel", hint_inputs: bool = True, global_hints: bool = True) -> "ColorizationModel":
+        """Grow `model` into one with the hint inputs asked for (those it has are kept, with their weights):
+        every existing weight and buffer is copied, the new hint modules start at zero, so the grown model's
+        outputs equal `model`'s exactly until it is trained. Returns a new model (same dtype and device,
+        same train/eval mode); `model` is not changed."""
+        if not isinstance(model, ColorizationModel):
+            raise TypeError(f"from_plain needs a ColorizationModel, got {type(model).__name__}")
+        config = model.config.__class__.from_dict(model.config.to_dict())
+        config.hint_inputs = bool(hint_inputs or model.config.hint_inputs)
+        config.global_hints = bool(global_hints or model.config.global_hints)
+        param = next(model.parameters())
+        grown = cls(config).to(device=param.device, dtype=param.dtype)
+        missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+        new = ("local_hints.", "global_hints.")
+        if unexpected or any(not k.startswith(new) for k in missing):
+            raise ValueError(f"cannot grow the model: weights do not match (missing {missing}, unexpected {unexpected})")
+        return grown.train(model.training)
 
     # -- class rebalancing ------------------------------------------------------------------------
     def set_bin_prior(self, prior: torch.Tensor) -> None:
@@ -385,6 +486,35 @@ class ColorizationModel(ColorizationPreTrainedModel):
             )
 
     # -- forward ------------------------------------------------------------------------------------
+    def _hint_inputs(self, pixel_values, hint_ab, hint_mask, global_hint):
+        """Check the hint tensors (one-line `ValueError`s) and encode them: the local hints' first-conv
+        term `(B, C1, H, W)` and the global hint's block-5 offset `(B, C4, 1, 1)`, each None when absent."""
+        cfg = self.config
+        b, _, h, w = pixel_values.shape
+        local = offset = None
+        if hint_ab is not None or hint_mask is not None:
+            if not cfg.hint_inputs:
+                name = "hint_ab" if hint_ab is not None else "hint_mask"
+                raise ValueError(f"{name}: this model has no local hint inputs (config.hint_inputs is false); "
+                                 "use a hint-trained model or the training-free guidance")
+            if hint_ab is None or hint_mask is None:
+                raise ValueError("hint_ab and hint_mask go together: give both or neither")
+            for name, value, channels in (("hint_ab", hint_ab, 2), ("hint_mask", hint_mask, 1)):
+                if value.dim() != 4 or tuple(value.shape) != (b, channels, h, w):
+                    raise ValueError(f"{name} must have shape ({b}, {channels}, {h}, {w}) like pixel_values, "
+                                     f"got {tuple(value.shape)}")
+            dtype = pixel_values.dtype
+            local = self.local_hints(hint_ab.to(dtype), hint_mask.to(dtype))
+        if global_hint is not None:
+            if not cfg.global_hints:
+                raise ValueError("global_hint: this model has no global hint input (config.global_hints is false); "
+                                 "use a hint-trained model or the training-free reference guidance")
+            if global_hint.dim() != 2 or tuple(global_hint.shape) != (b, cfg.num_bins):
+                raise ValueError(f"global_hint must have shape ({b}, {cfg.num_bins}) (batch, bins), "
+                                 f"got {tuple(global_hint.shape)}")
+            offset = self.global_hints(global_hint.to(pixel_values.dtype))
+        return local, offset
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -395,10 +525,21 @@ class ColorizationModel(ColorizationPreTrainedModel):
         decode: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         original_sizes: Optional[list] = None,
+        hint_ab: Optional[torch.Tensor] = None,
+        hint_mask: Optional[torch.Tensor] = None,
+        global_hint: Optional[torch.Tensor] = None,
     ):
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 1, height, width)`):
             normalized L channel; height and width should be multiples of 8.
+        hint_ab (`torch.FloatTensor` of shape `(batch_size, 2, height, width)`, *optional*): local hints'
+            ab in Lab units (0 where there is none), at the network input's resolution; needs
+            `config.hint_inputs` and comes with `hint_mask`.
+        hint_mask (`torch.FloatTensor` of shape `(batch_size, 1, height, width)`, *optional*): 1 where
+            `hint_ab` holds a hint, 0 elsewhere.
+        global_hint (`torch.FloatTensor` of shape `(batch_size, num_bins)`, *optional*): a colour
+            distribution over the model's bins (sums to 1), or all zeros for "no global hint" (per image);
+            needs `config.global_hints`. Left out: no hints of that kind (the model works without them).
         labels (`torch.FloatTensor` of shape `(batch_size, 2, height, width)`, *optional*):
             ground-truth ab channels in Lab units.
         temperature (`float`, *optional*): annealed-mean temperature; default `config.decode_temperature`.
@@ -412,9 +553,16 @@ class ColorizationModel(ColorizationPreTrainedModel):
         if pixel_values.dim() != 4 or pixel_values.shape[1] != 1:
             raise ValueError(f"pixel_values must have shape (batch, 1, height, width), got {tuple(pixel_values.shape)}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        local, global_offset = self._hint_inputs(pixel_values, hint_ab, hint_mask, global_hint)
         hidden = pixel_values
-        for block in self.blocks:
-            hidden = block(hidden)
+        for i, block in enumerate(self.blocks):
+            if i == 0 and local is not None:
+                first = block.layers[0](hidden) + local  # = the first conv of (L, hint ab, mask) concatenated
+                hidden = block.layers[1:](first)
+            else:
+                if i == 4 and global_offset is not None:
+                    hidden = hidden + global_offset
+                hidden = block(hidden)
         logits = self.classifier(hidden)
 
         loss = None
@@ -439,6 +587,9 @@ __all__ = [
     "ColorizationModel",
     "ColorizationPreTrainedModel",
     "ColorizationOutput",
+    "GlobalHintProjection",
+    "LocalHintEncoder",
+    "hint_input_maps",
     "decode_ab",
     "soft_encode",
     "soft_encode_dense",

@@ -7,12 +7,14 @@ travels to the Hub as remote code: it imports only its siblings, transformers, t
 """
 
 import os
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from transformers import Pipeline
 
 from .configuration_colorization import DECODE_MODES
+from .guidance_colorization import (DEFAULT_REFERENCE_STRENGTH, Guidance, GuidanceError, HintField, ab_to_hex,
+                                    model_prior, parse_hints, pin_hints, prior_swap_bias, reference_distribution)
 from .image_processing_colorization import ColorizationImageProcessor, ColorizationInputError, ColorizeError
 
 # `precision` option -> autocast dtype (None: plain float32). "auto" resolves to one of these (see
@@ -24,7 +26,10 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16", "int8")
 DEFAULT_PRECISION = "auto"
 OUTPUT_TYPES = ("pil", "np", "pt", "lab")
 #: call-time options of `Colorizer` and the pipeline (construction adds `device` and `batch_size`)
-OPTIONS = ("temperature", "decode_mode", "size", "precision", "seed", "output_type", "chromatic_fading", "fading_eta")
+OPTIONS = ("temperature", "decode_mode", "size", "precision", "seed", "output_type", "chromatic_fading", "fading_eta",
+           "hints", "reference", "reference_strength")
+#: the guidance options (see `guidance_colorization`): per-image hints, a reference for every image, its strength
+GUIDANCE_OPTIONS = ("hints", "reference", "reference_strength")
 #: options only hue/chroma hypercolumn models (Larsson et al.) have
 FADING_OPTIONS = ("chromatic_fading", "fading_eta")
 #: precision -> a backend that computes the bin logits outside torch autocast: an object with
@@ -157,7 +162,51 @@ def check_options(**options) -> dict:
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 < float(eta) < float("inf"):
             raise ValueError(f"fading_eta must be a finite number > 0, got {eta!r}")
         out["fading_eta"] = float(eta)
+    if "hints" in out and (isinstance(out["hints"], (str, bytes)) or not isinstance(out["hints"], (list, tuple, dict))):
+        raise GuidanceError(f"hints must be a list of hints (or, for several images, one list per image or a dict "
+                            f"file name -> list), got {type(out['hints']).__name__}")
+    if "reference_strength" in out:
+        s = out["reference_strength"]
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= float(s) < float("inf"):
+            raise ValueError(f"reference_strength must be a finite number >= 0, got {s!r}")
+        out["reference_strength"] = float(s)
     return out
+
+
+def _looks_like_hint(item) -> bool:
+    return isinstance(item, dict) or (isinstance(item, (list, tuple)) and len(item) == 3 and not isinstance(
+        item[0], (list, tuple, dict)))
+
+
+def per_image_hints(hints, images: Optional[list]) -> Callable:
+    """`hints` of a call on several images (a list with one entry per image, each a hint list or None, or a dict
+    file name or path -> hint list) -> a function `(index, image) -> hint list or None`. With `images` (a list)
+    a dict key that names none of them is refused before any work."""
+    if hints is None:
+        return lambda index, image: None
+    if isinstance(hints, dict):
+        def key_of(image):
+            return os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else None
+
+        if images is not None:
+            names = {key_of(im) for im in images} | {os.path.basename(key_of(im)) for im in images if key_of(im)}
+            missing = [k for k in hints if k not in names]
+            if missing:
+                raise GuidanceError(f"hints for {missing[0]!r}, which is not among the images"
+                                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+
+        def lookup(index, image):
+            key = key_of(image)
+            if key is None:
+                return None
+            return hints.get(key, hints.get(os.path.basename(key)))
+        return lookup
+    if hints and _looks_like_hint(hints[0]):
+        raise GuidanceError("for several images give hints as one list per image (or a dict file name -> list), "
+                            "not one flat list")
+    if images is not None and len(hints) != len(images):
+        raise GuidanceError(f"got hint lists for {len(hints)} images but {len(images)} images")
+    return lambda index, image: hints[index] if index < len(hints) else None
 
 
 def _named(err: Exception, image) -> Exception:
@@ -208,7 +257,10 @@ class Colorizer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.defaults = {"temperature": None, "decode_mode": None, "size": None, "precision": DEFAULT_PRECISION,
-                         "seed": None, "output_type": "pil", "chromatic_fading": None, "fading_eta": None}
+                         "seed": None, "output_type": "pil", "chromatic_fading": None, "fading_eta": None,
+                         "hints": None, "reference": None, "reference_strength": None}
+        if options.get("hints") is not None:
+            raise GuidanceError("hints belong to an image: give them with each call, not to the Colorizer")
         self.defaults.update(self._checked(options))
         self._backends = {}  # precision -> logits callable (e.g. the int8 session), built on first use
         self._check_device(self.resolve_precision())
@@ -235,6 +287,10 @@ class Colorizer:
     def _checked(self, options: dict) -> dict:
         """`check_options`, plus: the chromatic fading options exist for hue/chroma models only."""
         out = check_options(**options)
+        guided = [k for k in GUIDANCE_OPTIONS if k in out]
+        if guided and not hasattr(self.model, "bin_prior"):
+            raise GuidanceError(f"{guided[0]}: guidance (hints, reference) needs an ECCV16-family bin model; this "
+                                f"{self.model.config.model_type!r} model cannot take it yet")
         given = [k for k in FADING_OPTIONS if k in out]
         if given and getattr(self.model.config, "color_space", None) != "hue-chroma":
             raise ValueError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to hue/chroma hypercolumn "
@@ -243,6 +299,11 @@ class Colorizer:
                                  f" predicting {self.model.config.color_space} histograms"
                                  if hasattr(self.model.config, "color_space") else ""))
         return out
+
+    def validate(self, **options) -> dict:
+        """`check_options`, plus whether this model can take them (e.g. guidance needs an ECCV16-family bin
+        model); returns the options given, normalized."""
+        return self._checked(options)
 
     def _resolved(self, options: dict) -> dict:
         return {**self.defaults, **self._checked(options)}
@@ -271,19 +332,94 @@ class Colorizer:
         """Any image -> `(l_full (1, H, W), pixel_values (1, size, size))`."""
         return self.image_processor.prepare(image, size or self.defaults["size"])
 
-    def logits(self, pixel_values: torch.Tensor, precision: Optional[str] = None) -> torch.Tensor:
-        """Normalized L `(B, 1, S, S)` -> bin logits `(B, Q, S/4, S/4)`, float32."""
+    def logits(self, pixel_values: torch.Tensor, precision: Optional[str] = None, **hint_inputs) -> torch.Tensor:
+        """Normalized L `(B, 1, S, S)` -> bin logits `(B, Q, S/4, S/4)`, float32. `hint_inputs`: a hint-trained
+        model's extra inputs (`hint_ab`, `hint_mask`, `global_hint`; see `network_inputs`)."""
         key = self.resolve_precision(precision)
         if key not in PRECISIONS:
+            if hint_inputs:
+                raise ColorizationBackendError(f"precision {key!r} cannot feed this model's hint inputs; use fp32 or bf16")
             return self._backend(key)(pixel_values.float().cpu())
         dtype = PRECISIONS[key]
         device = self.device
-        x = pixel_values.to(device, next(self.model.parameters()).dtype)
+        param_dtype = next(self.model.parameters()).dtype
+        x = pixel_values.to(device, param_dtype)
+        extra = {k: v.to(device, param_dtype) for k, v in hint_inputs.items()}
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+            extra = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in extra.items()}
         # reduced precision: the convolutions under autocast; decoding always runs in float32
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return self.model(pixel_values=x, decode=False).logits.float()
+            return self.model(pixel_values=x, decode=False, **extra).logits.float()
+
+    # -- guidance (see guidance_colorization) ---------------------------------------------------------
+    @property
+    def hint_inputs(self) -> Tuple[bool, bool]:
+        """Whether the model takes (local point hints, a global colour distribution) as network inputs
+        (hint-trained models); guidance it has no input for goes the training-free way."""
+        config = self.model.config
+        return bool(getattr(config, "hint_inputs", False)), bool(getattr(config, "global_hints", False))
+
+    def reference_distribution(self, reference) -> torch.Tensor:
+        """A reference (an image, a list of colours, a dict colour -> weight, or a distribution tensor `(Q,)`
+        over the model's bins) -> a colour distribution `(Q,)` over the model's bins."""
+        bins = self.model.ab_bins.detach().float().cpu()
+        if isinstance(reference, torch.Tensor) and reference.dim() == 1:
+            dist = reference.detach().float().cpu()
+            if dist.numel() != bins.shape[0] or not torch.isfinite(dist).all() or (dist < 0).any() or dist.sum() <= 0:
+                raise GuidanceError(f"reference: a distribution must have {bins.shape[0]} finite entries >= 0, not all 0")
+            return dist / dist.sum()
+        return reference_distribution(reference, bins)
+
+    def guidance(self, width: int, height: int, hints=None, reference=None,
+                 reference_strength: Optional[float] = None) -> Optional[Guidance]:
+        """The guidance of one `width` x `height` image (None when nothing is given): `hints` as in
+        `parse_hints`, `reference` as in `reference_distribution` (default the colorizer's own)."""
+        self._checked({"hints": hints, "reference": reference, "reference_strength": reference_strength})
+        parsed = parse_hints(hints, width, height)
+        reference = self.defaults["reference"] if reference is None else reference
+        dist = None if reference is None else self.reference_distribution(reference)
+        strength = reference_strength if reference_strength is not None else self.defaults["reference_strength"]
+        if not parsed and dist is None:
+            return None
+        return Guidance(width, height, tuple(parsed), dist, DEFAULT_REFERENCE_STRENGTH if strength is None else strength)
+
+    def network_inputs(self, guidance: List[Optional[Guidance]], size: int) -> dict:
+        """A hint-trained model's extra inputs for a batch (`{}` when it has none or nothing is given): each
+        hint's ab at its pixel of the `size` x `size` network input (`hint_ab` `(B, 2, S, S)`, `hint_mask`
+        `(B, 1, S, S)`) and the reference as `global_hint` `(B, Q)`."""
+        local, global_ = self.hint_inputs
+        out = {}
+        if local and any(g is not None and g.hints for g in guidance):
+            hint_ab = torch.zeros(len(guidance), 2, size, size)
+            mask = torch.zeros(len(guidance), 1, size, size)
+            for i, g in enumerate(guidance):
+                for h in (g.hints if g is not None else ()):
+                    row, col = min(size - 1, int(h.y * size / g.height)), min(size - 1, int(h.x * size / g.width))
+                    hint_ab[i, :, row, col] = torch.tensor(h.ab)
+                    mask[i, 0, row, col] = 1.0
+            out.update(hint_ab=hint_ab, hint_mask=mask)
+        if global_ and any(g is not None and g.reference is not None for g in guidance):
+            out["global_hint"] = torch.stack([g.reference if g is not None and g.reference is not None
+                                              else torch.zeros(self.model.config.num_bins) for g in guidance])
+        return out
+
+    def guided_logits(self, logits: torch.Tensor, l_full: List[torch.Tensor],
+                      guidance: List[Optional[Guidance]]) -> torch.Tensor:
+        """The training-free guidance on bin logits `(B, Q, h, w)` (each image's full-resolution L `(1, H, W)`
+        and `Guidance` or None): the prior swap for a reference and the pinning of point hints, each where the
+        model has no network input for it."""
+        local, global_ = self.hint_inputs
+        out = []
+        for i, g in enumerate(guidance):
+            x = logits[i]
+            if g is not None and g.reference is not None and not global_ and g.strength > 0:
+                bias = prior_swap_bias(g.reference, model_prior(self.model), self.model.ab_bins.detach().cpu(), g.strength)
+                x = x + bias.to(x.device, x.dtype)[:, None, None]
+            if g is not None and g.hints and not local:
+                x = pin_hints(x, g.hint_field(l_full[i]), self.model.ab_bins.detach())
+            out.append(x)
+        return torch.stack(out)
 
     def _backend(self, precision: str):
         """The logits callable of a registered backend (`LOGITS_BACKENDS`), built once per colorizer (the
@@ -313,42 +449,83 @@ class Colorizer:
         return self.model.decode(logits, temperature=temperature, decode_mode=decode_mode or self.defaults["decode_mode"],
                                  generator=generator, **extra)
 
-    def render(self, l_full: torch.Tensor, ab: torch.Tensor, output_type: Optional[str] = None):
-        """Full-resolution L `(1, H, W)` + ab `(2, h, w)` -> the colorized image (PIL by default)."""
-        return self.image_processor.colorize_l(l_full, ab, output_type=output_type or self.defaults["output_type"])
+    def render(self, l_full: torch.Tensor, ab: torch.Tensor, output_type: Optional[str] = None,
+               guidance: Optional[Guidance] = None):
+        """Full-resolution L `(1, H, W)` + ab `(2, h, w)` -> the colorized image (PIL by default). With point
+        hints that went the training-free way, the full-resolution ab is blended towards the hint colours along
+        the photo's edges (`HintField.blend`); L is kept."""
+        refine = None
+        if guidance is not None and guidance.hints and not self.hint_inputs[0]:
+            hint_field: HintField = guidance.hint_field(l_full)
+            size = tuple(l_full.shape[-2:])
 
-    def predict_ab(self, pixel_values: torch.Tensor, **options) -> torch.Tensor:
-        """`logits` then `decode`: normalized L `(B, 1, S, S)` -> ab `(B, 2, S/4, S/4)` on the CPU."""
+            def refine(rows, ab_rows):
+                return hint_field.blend(ab_rows, rows, size)
+        return self.image_processor.colorize_l(l_full, ab, output_type=output_type or self.defaults["output_type"],
+                                               refine=refine)
+
+    def predict_ab(self, pixel_values: torch.Tensor, guidance: Optional[List[Optional[Guidance]]] = None,
+                   l_full: Optional[List[torch.Tensor]] = None, **options) -> torch.Tensor:
+        """`logits` then `decode`: normalized L `(B, 1, S, S)` -> ab `(B, 2, S/4, S/4)` on the CPU. `guidance`:
+        one `Guidance` (or None) per image, with each image's full-resolution L `l_full` (for point hints)."""
         opts = self._resolved(options)
-        logits = self.logits(pixel_values, opts["precision"])
+        guided = guidance is not None and any(g is not None for g in guidance)
+        net = self.network_inputs(guidance, pixel_values.shape[-1]) if guided else {}
+        logits = self.logits(pixel_values, opts["precision"], **net)
+        if guided:
+            if l_full is None and any(g is not None and g.hints for g in guidance):
+                raise ValueError("predict_ab: point hints need each image's full-resolution L (l_full)")
+            logits = self.guided_logits(logits, l_full, guidance)
         return self.decode(logits, opts["temperature"], opts["decode_mode"], opts["seed"], pixel_values=pixel_values,
                            chromatic_fading=opts["chromatic_fading"], fading_eta=opts["fading_eta"]).cpu()
+
+    def predicted_color(self, image, x: float, y: float, **options) -> str:
+        """The colour ("#rrggbb") this colorizer gives pixel (x, y) of `image` (with any guidance in `options`):
+        the default of the Space's colour picker."""
+        lab = self.colorize(image, output_type="lab", **options)
+        height, width = lab.shape[-2:]
+        if not (0 <= x < width and 0 <= y < height):
+            raise GuidanceError(f"({x:g}, {y:g}) is outside the {width}x{height} image")
+        l_, a, b = lab[:, int(y), int(x)].tolist()
+        return ab_to_hex((a, b), l_)
 
     # -- whole images -------------------------------------------------------------------------------
     def colorize_iter(self, images: Iterable, batch_size: Optional[int] = None, **options) -> Iterator[Tuple[int, object]]:
         """Colorize many images, `batch_size` (default the colorizer's) per forward pass, yielding
         `(index, result)` in input order, where `result` is the image or, for an input that failed, the
         `ColorizeError` saying why (the rest of the batch goes on)."""
+        if options.get("hints") is not None and not isinstance(options["hints"], dict) and images is not None \
+                and not isinstance(images, (list, tuple)):
+            images = list(images)  # a list of hint lists is matched to the images by position
         opts = self._resolved(options)
         batch_size = self.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._check_device(self.resolve_precision(opts["precision"]))  # before any image is read
-        batch = []  # (index, l_full, pixel_values)
+        hints_for = per_image_hints(opts["hints"], images if isinstance(images, (list, tuple)) else None)
+        # the reference is read once for the whole call (a bad one fails before any image is read)
+        reference = None if opts["reference"] is None else self.reference_distribution(opts["reference"])
+        model_options = {k: opts[k] for k in OPTIONS if k not in ("output_type",) + GUIDANCE_OPTIONS}
+        batch = []  # (index, l_full, pixel_values, guidance)
 
         def run(batch):
+            guidance = [b[3] for b in batch]
             try:
-                ab = self.predict_ab(torch.stack([b[2] for b in batch]), **{k: opts[k] for k in OPTIONS if k != "output_type"})
+                ab = self.predict_ab(torch.stack([b[2] for b in batch]), guidance=guidance, l_full=[b[1] for b in batch],
+                                     **model_options)
             except ColorizeError as err:
-                return [(i, err) for i, _, _ in batch]
+                return [(b[0], err) for b in batch]
             except (RuntimeError, ValueError) as err:  # e.g. out of memory: the whole batch fails
-                return [(i, ColorizationModelError(f"model failed: {_first_line(err)}")) for i, _, _ in batch]
-            return [(i, self.render(l_full, ab[j], opts["output_type"])) for j, (i, l_full, _) in enumerate(batch)]
+                return [(b[0], ColorizationModelError(f"model failed: {_first_line(err)}")) for b in batch]
+            return [(i, self.render(l_full, ab[j], opts["output_type"], g)) for j, (i, l_full, _, g) in enumerate(batch)]
 
         for index, image in enumerate(images):
             try:
-                batch.append((index, *self.prepare(image, opts["size"])))
-            except ColorizationInputError as err:
+                l_full, pixel_values = self.prepare(image, opts["size"])
+                height, width = l_full.shape[-2:]
+                guidance = self.guidance(width, height, hints_for(index, image), reference, opts["reference_strength"])
+                batch.append((index, l_full, pixel_values, guidance))
+            except (ColorizationInputError, GuidanceError) as err:
                 yield index, err
                 continue
             if len(batch) == batch_size:
@@ -362,6 +539,8 @@ class Colorizer:
         file, for paths)."""
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
+        if single and isinstance(options.get("hints"), (list, tuple)):
+            options = {**options, "hints": [options["hints"]]}  # one image's hint list
         results: List[object] = []
         for index, result in self.colorize_iter(items, batch_size, **options):
             if isinstance(result, Exception):
@@ -377,6 +556,13 @@ class _Passthrough:
 
     def __init__(self, value):
         self.value = value
+
+
+class _Hinted:
+    """An input image with its own hints (the pipeline's `preprocess` sees one image at a time)."""
+
+    def __init__(self, image, hints):
+        self.image, self.hints = image, hints
 
 
 class ImageColorizationPipeline(Pipeline):
@@ -395,7 +581,9 @@ class ImageColorizationPipeline(Pipeline):
     GPUs, fp32 elsewhere; "fp32"; "bf16" runs the convolutions under bfloat16 autocast, within ~1 ab
     unit of fp32; "fp16" for GPUs; "int8" quantized convolutions on the CPU through ONNX Runtime). Any
     option can also be given at construction: `pipeline("image-colorization", model=..., precision="bf16")`.
-    Unknown options raise `TypeError`.
+    Guidance: `hints=[(x, y, "#b22222"), ...]` (for a list of images, one list per image or a dict file name ->
+    list), `reference=photo_or_colours`, `reference_strength=1.0` (see `Colorizer`). Unknown options raise
+    `TypeError`.
     """
 
     _load_processor = False
@@ -410,35 +598,60 @@ class ImageColorizationPipeline(Pipeline):
             self.image_processor = ColorizationImageProcessor(size=getattr(self.model.config, "image_size", 256))
         self.colorizer = Colorizer(self.model, self.image_processor)
 
+    def __call__(self, images, *args, **kwargs):
+        hints = kwargs.pop("hints", None)
+        if hints is not None:
+            check_options(hints=hints)
+            if isinstance(images, (list, tuple)):
+                lookup = per_image_hints(hints, list(images))
+                images = [_Hinted(image, lookup(i, image)) for i, image in enumerate(images)]
+            else:
+                images = _Hinted(images, per_image_hints(hints, [images])(0, images) if isinstance(hints, dict) else hints)
+        return super().__call__(images, *args, **kwargs)
+
     def _sanitize_parameters(self, **kwargs):
         options = check_options(**kwargs)
-        preprocess = {"size": options["size"]} if "size" in options else {}
+        preprocess = {k: options[k] for k in ("size", "reference", "reference_strength") if k in options}
+        if "reference" in preprocess:  # read once per call, not once per image
+            preprocess["reference"] = self.colorizer.reference_distribution(preprocess["reference"])
         postprocess = {"output_type": options["output_type"]} if "output_type" in options else {}
-        forward = {k: v for k, v in options.items() if k not in ("size", "output_type")}
+        forward = {k: v for k, v in options.items() if k not in ("size", "output_type") + GUIDANCE_OPTIONS}
         return preprocess, forward, postprocess
 
-    def preprocess(self, image, size: Optional[int] = None):
+    def preprocess(self, image, size: Optional[int] = None, reference=None, reference_strength=None):
+        hints = None
+        if isinstance(image, _Hinted):
+            image, hints = image.image, image.hints
         try:
             l_full, pixel_values = self.colorizer.prepare(image, size)
-        except ColorizationInputError as err:
+            guidance = self.colorizer.guidance(l_full.shape[-1], l_full.shape[-2], hints, reference, reference_strength)
+        except (ColorizationInputError, GuidanceError) as err:
             raise _named(err, image) from None
         pixel_values = pixel_values[None]
         if self.dtype is not None and self.dtype.is_floating_point:
             pixel_values = pixel_values.to(self.dtype)
-        return {"pixel_values": pixel_values, "original_l": _Passthrough(l_full)}
+        return {"pixel_values": pixel_values, "original_l": _Passthrough(l_full), "guidance": _Passthrough(guidance)}
 
     def _forward(self, model_inputs, **options):
-        return {"ab": self.colorizer.predict_ab(model_inputs["pixel_values"], **options),
-                "original_l": model_inputs["original_l"]}
+        l_full, guidance = _held_list(model_inputs["original_l"]), _held_list(model_inputs["guidance"])
+        return {"ab": self.colorizer.predict_ab(model_inputs["pixel_values"], guidance=guidance, l_full=l_full, **options),
+                "original_l": model_inputs["original_l"], "guidance": model_inputs["guidance"]}
 
     def postprocess(self, model_outputs, output_type: Optional[str] = None):
-        held = model_outputs["original_l"]
-        l_full = held.value if isinstance(held, _Passthrough) else held
         ab = model_outputs["ab"]
         ab = ab[0] if ab.dim() == 4 else ab
-        return self.colorizer.render(l_full, ab, output_type)
+        return self.colorizer.render(_held(model_outputs["original_l"]), ab, output_type, _held(model_outputs["guidance"]))
 
 
-__all__ = ["Colorizer", "check_options", "ColorizationBackendError", "ColorizationModelError", "ImageColorizationPipeline",
+def _held(value):
+    return value.value if isinstance(value, _Passthrough) else value
+
+
+def _held_list(value) -> list:
+    """The per-image values of a forward batch: one held value, or (pipeline batch_size > 1) a list of them."""
+    return [_held(v) for v in value] if isinstance(value, (list, tuple)) else [_held(value)]
+
+
+__all__ = ["Colorizer", "GUIDANCE_OPTIONS", "check_options", "per_image_hints", "ColorizationBackendError", "ColorizationModelError", "ImageColorizationPipeline",
            "LOGITS_BACKENDS", "OPTIONS", "PRECISIONS", "PRECISION_CHOICES", "auto_precision", "hardware_capabilities",
            "resolve_precision"]
