@@ -105,6 +105,7 @@ def add_fading_options(group) -> None:
 
 
 def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (0 turns the option off)."""
     try:
         value = float(text)
     except ValueError:

@@ -9,7 +9,7 @@ def add_arguments(parser) -> None:
     from hf_colorize.cli.train import require
 
     require("datasets")
-    from hf_colorize.cli.train import non_negative_float
+    from hf_colorize.cli.args import non_negative_float
 
     parser.add_argument("dataset", help="image folder, parquet shards or Hub dataset id")
     parser.add_argument("-o", "--output", required=True, help="output .safetensors file")

@@ -132,7 +132,7 @@ def _flag(name: str) -> str:
 def run(args) -> int:
     from hf_colorize.cli import show_progress
     from hf_colorize.common import ColorizeError, UsageError
-    from hf_colorize.evaluation.protocol import check_output, evaluate_model, format_table, plot_auc_curves, write_json
+    from hf_colorize.evaluation.protocol import check_output, evaluate_model, format_table, plot_auc_curves
 
     guided = args.hints is not None or args.reference is not None
     wrong = [n for n in (PLAIN_ONLY if guided else GUIDANCE_ONLY) if getattr(args, n) is not None]
@@ -164,18 +164,12 @@ def run(args) -> int:
         contact_sheet=args.contact_sheet, sheet_images=args.sheet_images, dataset_name=args.dataset,
         progress=show_progress(args), warn=_warn,
     )
-    print(format_table(results))
-    if args.json:
-        write_json(results, args.json)
-    if args.plot:
-        plot_auc_curves(results, args.plot)
-    return 0
+    return _report(results, args, format_table, plot_auc_curves)
 
 
 def _run_guidance(args, models, progress: bool) -> int:
     from hf_colorize.common import UsageError
     from hf_colorize.evaluation.guidance import evaluate_guidance, format_guidance_table, plot_guidance
-    from hf_colorize.evaluation.protocol import write_json
 
     fading = [n for n in ("chromatic_fading", "fading_eta") if getattr(args, n) is not None]
     if fading:  # guidance needs an ECCV16-family bin model; hue/chroma models cannot take it
@@ -194,9 +188,17 @@ def _run_guidance(args, models, progress: bool) -> int:
         precision=args.precision, device=args.device or "cpu", batch_size=args.batch_size, dataset_name=args.dataset,
         progress=progress, warn=_warn,
     )
-    print(format_guidance_table(results))
+    return _report(results, args, format_guidance_table, plot_guidance)
+
+
+def _report(results: dict, args, table, plot) -> int:
+    """Print `table(results)`, then write the --json and --plot files asked for."""
+    from hf_colorize.evaluation.protocol import write_json
+
+    print(table(results))
     if args.json:
         write_json(results, args.json)
     if args.plot:
-        plot_guidance(results, args.plot)
+        plot(results, args.plot)
     return 0
+

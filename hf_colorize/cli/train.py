@@ -8,7 +8,8 @@ that is not a multiple of 8), so a long run never fails at its end for a reason 
 import argparse
 
 from hf_colorize.cli import add_progress_argument, show_progress
-from hf_colorize.cli.args import network_size, non_negative_int, positive_float, positive_int, unit_interval
+from hf_colorize.cli.args import (network_size, non_negative_float, non_negative_int, positive_float, positive_int,
+                                  unit_interval)
 
 
 def require(*modules: str) -> None:
@@ -20,17 +21,6 @@ def require(*modules: str) -> None:
     for name in modules:
         if importlib.util.find_spec(name) is None:
             raise ImportError(f"No module named {name!r}", name=name)
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (0 turns the option off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def layer_list(text: str) -> tuple:

@@ -327,10 +327,9 @@ def evaluate_guidance(
     not asked for); see docs/evaluation.md."""
     from tqdm.auto import tqdm
 
-    from hf_colorize import Colorizer
     from hf_colorize.common import DataSourceError, load_colorizer
     from hf_colorize.evaluation.metrics import AucAccumulator, ColorizationMetrics
-    from hf_colorize.evaluation.protocol import _batched, _check_side, _uses_split, iter_photos
+    from hf_colorize.evaluation.protocol import _batched, _uses_split, check_run, iter_photos
     from hf_colorize.models.colorization.guidance_colorization import GuidanceError
     from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
 
@@ -338,16 +337,9 @@ def evaluate_guidance(
         raise EvaluationError("no images given to evaluate")
     counts, methods, strengths = _check_arguments(hint_counts, methods, reference, reference_pool,
                                                   reference_strengths, max_side)
-    if int(batch_size) < 1:
-        raise EvaluationError(f"batch size must be at least 1, got {batch_size}")
-    if network_size is not None:
-        network_size = _check_side("network size", network_size)
+    network_size, options = check_run(network_size, batch_size, temperature=temperature, decode_mode=decode_mode,
+                                      precision=precision, size=network_size)
     models = list(models) if isinstance(models, (list, tuple)) else [models]
-    try:
-        options = Colorizer.options(temperature=temperature, decode_mode=decode_mode, precision=precision,
-                                    size=network_size)
-    except (TypeError, ValueError) as err:
-        raise EvaluationError(one_line(err)) from None
     pool = ReferencePool(reference_pool) if reference == "other" else None
     colorizers, names = [], []
     for model in models:

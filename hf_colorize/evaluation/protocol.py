@@ -137,6 +137,21 @@ def _check_side(name: str, value) -> int:
     return int(value)
 
 
+def check_run(network_size: Optional[int], batch_size: int, **options):
+    """The checks every evaluation makes before loading a model, each a one-line `EvaluationError`: the
+    network size, the batch size and the `Colorizer` options. Returns `(network_size, options)`, normalized."""
+    from hf_colorize import Colorizer
+
+    if network_size is not None:
+        network_size = _check_side("network size", network_size)
+    if int(batch_size) < 1:
+        raise EvaluationError(f"batch size must be at least 1, got {batch_size}")
+    try:
+        return network_size, Colorizer.options(**options)
+    except (TypeError, ValueError) as err:
+        raise EvaluationError(one_line(err)) from None
+
+
 def evaluate_model(
     model_or_path=None,
     images=None,
@@ -184,15 +199,8 @@ def evaluate_model(
     if images is None:
         raise EvaluationError("no images given to evaluate")
     size = _check_side("size", DEFAULT_CROP if size is None else size)
-    if network_size is not None:
-        network_size = _check_side("network size", network_size)
-    if int(batch_size) < 1:
-        raise EvaluationError(f"batch size must be at least 1, got {batch_size}")
-    try:
-        options = Colorizer.options(temperature=temperature, decode_mode=decode_mode, precision=precision,
-                                    chromatic_fading=chromatic_fading, fading_eta=fading_eta)
-    except (TypeError, ValueError) as err:
-        raise EvaluationError(one_line(err)) from None
+    network_size, options = check_run(network_size, batch_size, temperature=temperature, decode_mode=decode_mode,
+                                      precision=precision, chromatic_fading=chromatic_fading, fading_eta=fading_eta)
     colorizer = load_colorizer(model_or_path, image_processor, **({} if device is None else {"device": device}))
     if image_processor is not None and colorizer.image_processor is not image_processor:  # a given Colorizer
         colorizer = Colorizer(colorizer.model, image_processor, **colorizer.defaults)

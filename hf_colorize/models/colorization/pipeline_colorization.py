@@ -13,6 +13,7 @@ import torch
 from transformers import Pipeline
 
 from .configuration_colorization import DECODE_MODES
+from .modeling_colorization import hint_input_maps
 from .guidance_colorization import (DEFAULT_REFERENCE_STRENGTH, Guidance, GuidanceError, HintField, ab_to_hex,
                                     model_prior, parse_hints, pin_hints, prior_swap_bias, reference_distribution)
 from .image_processing_colorization import ColorizationImageProcessor, ColorizationInputError, ColorizeError
@@ -262,6 +263,8 @@ class Colorizer:
         if options.get("hints") is not None:
             raise GuidanceError("hints belong to an image: give them with each call, not to the Colorizer")
         self.defaults.update(self._checked(options))
+        if self.defaults["reference"] is not None:  # read once here, not again for every image
+            self.defaults["reference"] = self.reference_distribution(self.defaults["reference"])
         self._backends = {}  # precision -> logits callable (e.g. the int8 session), built on first use
         self._check_device(self.resolve_precision())
 
@@ -391,14 +394,10 @@ class Colorizer:
         local, global_ = self.hint_inputs
         out = {}
         if local and any(g is not None and g.hints for g in guidance):
-            hint_ab = torch.zeros(len(guidance), 2, size, size)
-            mask = torch.zeros(len(guidance), 1, size, size)
-            for i, g in enumerate(guidance):
-                for h in (g.hints if g is not None else ()):
-                    row, col = min(size - 1, int(h.y * size / g.height)), min(size - 1, int(h.x * size / g.width))
-                    hint_ab[i, :, row, col] = torch.tensor(h.ab)
-                    mask[i, 0, row, col] = 1.0
-            out.update(hint_ab=hint_ab, hint_mask=mask)
+            maps = [hint_input_maps([(min(size - 1, int(h.y * size / g.height)), min(size - 1, int(h.x * size / g.width)),
+                                      *h.ab) for h in (g.hints if g is not None else ())], size, size)
+                    for g in guidance]
+            out.update(hint_ab=torch.cat([m[0] for m in maps]), hint_mask=torch.cat([m[1] for m in maps]))
         if global_ and any(g is not None and g.reference is not None for g in guidance):
             out["global_hint"] = torch.stack([g.reference if g is not None and g.reference is not None
                                               else torch.zeros(self.model.config.num_bins) for g in guidance])
