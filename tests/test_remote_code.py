@@ -92,6 +92,17 @@ def model_folder(request, tiny_model_dir, tiny_hypercolumn_dir):
 
 
 def _installed_outputs(folder, photo):
+    """The outputs of the installed package, on one thread like the remote process (OMP_NUM_THREADS=1): another
+    thread count may sum convolutions in another order, a last-bit difference that is not the remote code's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _outputs(folder, photo)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _outputs(folder, photo):
     model = AutoModel.from_pretrained(folder).eval()
     processor = ColorizationImageProcessor.from_pretrained(folder)
     colorize = pipeline("image-colorization", model=str(folder))

@@ -632,9 +632,11 @@ class ImageColorizationPipeline(Pipeline):
         return {"pixel_values": pixel_values, "original_l": _Passthrough(l_full), "guidance": _Passthrough(guidance)}
 
     def _forward(self, model_inputs, **options):
-        l_full, guidance = _held_list(model_inputs["original_l"]), _held_list(model_inputs["guidance"])
+        # model inputs made without guidance (e.g. by hand, as before guidance existed) have no "guidance" entry
+        held = model_inputs.get("guidance")
+        l_full, guidance = _held_list(model_inputs["original_l"]), _held_list(held)
         return {"ab": self.colorizer.predict_ab(model_inputs["pixel_values"], guidance=guidance, l_full=l_full, **options),
-                "original_l": model_inputs["original_l"], "guidance": model_inputs["guidance"]}
+                "original_l": model_inputs["original_l"], "guidance": held}
 
     def postprocess(self, model_outputs, output_type: Optional[str] = None):
         ab = model_outputs["ab"]
