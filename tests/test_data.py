@@ -12,6 +12,7 @@ from PIL import Image
 from skimage import color
 
 from cli_helpers import run_cli
+from hf_colorize.common import UsageError
 from hf_colorize.training.data import (
     ColorizationStream,
     DataSourceError,
@@ -67,6 +68,27 @@ def test_pack_then_stream_parquet(photo_folder, tmp_path):
     k_train, k_test = set(_keys(train)), set(_keys(test))
     assert k_train and k_test and not (k_train & k_test)
     assert len(k_train) + len(k_test) + train.stats.grayscale + test.stats.grayscale == 20
+
+
+def test_pack_validation_split_leaves_the_test_split_as_it_was(photo_folder, tmp_path):
+    # the test split must not move when a validation split is added (earlier numbers stay comparable)
+    pack_folder(str(photo_folder), str(tmp_path / "old"), max_side=64, holdout_every=5, progress=False)
+    pack_folder(str(photo_folder), str(tmp_path / "new"), max_side=64, holdout_every=5, validation_every=3,
+                progress=False)
+    keys = {name: {split: set(_keys(ColorizationStream(str(tmp_path / name), split=split, crop_size=32, train=False,
+                                                           skip_gray=False)))
+                   for split in (("train", "test") if name == "old" else ("train", "test", "validation"))}
+            for name in ("old", "new")}
+    old, new = keys["old"], keys["new"]
+    assert new["test"] == old["test"] and new["validation"]
+    assert not (new["validation"] & new["train"]) and not (new["validation"] & new["test"])
+    assert new["train"] | new["validation"] == old["train"]
+    files = sorted(f for f in os.listdir(photo_folder) if f.endswith(".jpg"))
+    decodable = old["train"] | old["test"]
+    expected = {f for i, f in enumerate(files) if i % 5 != 4 and i % 3 == 0} & decodable
+    assert new["validation"] == expected
+    with pytest.raises(UsageError, match="validation_every must be 0"):
+        pack_folder(str(photo_folder), str(tmp_path / "bad"), validation_every=1, progress=False)
 
 
 def test_corrupt_sample_inside_parquet_does_not_kill_the_stream(photo_folder, tmp_path):
@@ -222,6 +244,7 @@ def test_pack_cli_reports_each_bad_file_in_one_line_and_goes_on(generated_folder
 @pytest.mark.parametrize("argv, code, expected", [
     (["pack", "{src}", "{out}", "--quality", "101"], 2, "argument --quality: must be in 1..100"),
     (["pack", "{src}", "{out}", "--holdout-every", "1"], 2, "holdout_every must be 0"),
+    (["pack", "{src}", "{out}", "--validation-every", "1"], 2, "validation_every must be 0"),
     (["pack", "{src}", "{file}"], 2, "exists and is not a folder"),
     (["pack", "{missing}", "{out}"], 1, "no such folder"),
     (["pack", "{empty}", "{out}"], 1, "no images found"),

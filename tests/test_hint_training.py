@@ -28,7 +28,7 @@ def _perturb(model, scale=0.05):
     torch.manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "hints" in name:
+            if "hint" in name:  # local_hints, local_hint_shortcut, global_hints
                 p.add_(scale * torch.randn_like(p))
     return model
 
@@ -61,6 +61,9 @@ def test_config_round_trip_and_validation(tmp_path):
         assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match=r"^global_hints must be true or false"):
         ColorizationConfig(global_hints="no")
+    with pytest.raises(ValueError, match=r"^hint_shortcut must be true or false"):
+        ColorizationConfig(hint_shortcut=1)
+    assert ColorizationConfig.from_pretrained(tmp_path).hint_shortcut is False  # saved without: off
 
 
 def test_old_config_loads_without_hints_and_computes_what_it_did(default_model_dir):
@@ -103,6 +106,41 @@ def test_forward_with_and_without_hints(photo_batch):
     model.train()
     model(pixel_values, labels=ab, **hints).loss.backward()
     assert model.local_hints.weight.grad.abs().sum() > 0 and model.global_hints.fc2.weight.grad.abs().sum() > 0
+
+
+def test_hint_shortcut_carries_a_local_hint_to_its_cell(photo_batch):
+    """The shortcut (block 5's input, 1/8 resolution) alone moves the output; its input is the hint's cell
+    and neighbours, as strong for one pixel as for a patch of the same colour; without hints it adds nothing."""
+    pixel_values, ab = photo_batch
+    plain = _tiny(hint_inputs=True)
+    assert not hasattr(plain, "local_hint_shortcut")
+    model = _tiny(hint_inputs=True, hint_shortcut=True)
+    assert model.local_hint_shortcut.weight.abs().sum() == 0  # zero-initialized
+    model.load_state_dict(plain.state_dict(), strict=False)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        model.local_hint_shortcut.weight.normal_(0, 0.5)  # only the shortcut is non-zero
+    b, _, h, w = pixel_values.shape
+    hint_ab, hint_mask = torch.zeros(b, 2, h, w), torch.zeros(b, 1, h, w)
+    hint_ab[:, :, 8, 8], hint_mask[:, :, 8, 8] = torch.tensor([40.0, 30.0]), 1  # one pixel, top left
+    with torch.no_grad():
+        none = model(pixel_values).logits
+        assert torch.equal(none, plain(pixel_values).logits)
+        assert torch.equal(model(pixel_values, hint_ab=torch.zeros_like(hint_ab), hint_mask=hint_mask * 0).logits, none)
+        one = model(pixel_values, hint_ab=hint_ab, hint_mask=hint_mask).logits
+        assert (one - none).abs().max() > 1e-2
+        # the shortcut's own output: only the hint's 8x8 cell (1, 1) and its 3x3 neighbourhood
+        shortcut = model.local_hint_shortcut
+        out = shortcut(hint_ab, hint_mask).abs().sum(1)  # (B, H/8, W/8)
+        assert out.shape == (b, h // 8, w // 8) and (out[:, :3, :3] > 0).all()
+        assert out[:, 3:, :].sum() == 0 and out[:, :, 3:].sum() == 0
+        # a 3x3 patch of the same colour in the same cell counts as much as one pixel
+        patch_ab, patch_mask = hint_ab.clone(), hint_mask.clone()
+        patch_ab[:, :, 8:11, 8:11], patch_mask[:, :, 8:11, 8:11] = torch.tensor([40.0, 30.0])[:, None, None], 1
+        assert torch.allclose(shortcut(patch_ab, patch_mask), shortcut(hint_ab, hint_mask), atol=1e-5)
+    model.train()
+    model(pixel_values, labels=ab, hint_ab=hint_ab, hint_mask=hint_mask).loss.backward()
+    assert model.local_hint_shortcut.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -159,6 +197,7 @@ def test_grown_default_model_gives_identical_logits(default_model_dir, photo_pat
     grown = ColorizationModel.from_plain(plain)
     assert grown.config.hint_inputs and grown.config.global_hints and not plain.config.hint_inputs
     assert not grown.training and grown.local_hints.weight.abs().sum() == 0
+    assert grown.config.hint_shortcut and grown.local_hint_shortcut.weight.abs().sum() == 0
     with torch.no_grad():
         expected = plain(pixel_values).logits
         assert torch.equal(grown(pixel_values).logits, expected)
@@ -166,6 +205,10 @@ def test_grown_default_model_gives_identical_logits(default_model_dir, photo_pat
     # grown one kind at a time: the kinds it has are kept
     local_only = ColorizationModel.from_plain(plain, hint_inputs=True, global_hints=False)
     assert not hasattr(local_only, "global_hints")
+    # without the shortcut (hint models saved before it existed); growing does not add one by surprise
+    no_shortcut = ColorizationModel.from_plain(plain, hint_shortcut=False)
+    assert not no_shortcut.config.hint_shortcut and not hasattr(no_shortcut, "local_hint_shortcut")
+    assert not ColorizationModel.from_plain(plain, hint_inputs=False, global_hints=True).config.hint_shortcut
     both = ColorizationModel.from_plain(_perturb(local_only), hint_inputs=False, global_hints=True)
     assert torch.equal(both.local_hints.weight, local_only.local_hints.weight)
     # save / load keeps the hint weights
@@ -252,7 +295,7 @@ def test_onnx_export_of_a_hint_model_takes_hints(tmp_path, photo_batch):
     pytest.importorskip("onnxruntime")
     from hf_colorize.export.onnx import export_model, onnx_session, run_onnx
 
-    model = _perturb(_tiny(hint_inputs=True, global_hints=True))
+    model = _perturb(_tiny(hint_inputs=True, global_hints=True, hint_shortcut=True))
     result = export_model(model, tmp_path / "hint.onnx", size=64, check=True)
     assert result["max_difference"] < 1e-3
     session = onnx_session(tmp_path / "hint.onnx", threads=1)
@@ -306,6 +349,7 @@ def test_train_hints_from_scratch_and_grown(colour_folder, tiny_model_dir, tmp_p
     model = ColorizationModel.from_pretrained(out / "final")
     assert model.config.hint_inputs and model.config.global_hints
     assert model.local_hints.weight.abs().sum() > 0 and model.global_hints.fc2.weight.abs().sum() > 0  # trained
+    assert model.config.hint_shortcut and model.local_hint_shortcut.weight.abs().sum() > 0
     assert json.load(open(out / "final" / "training_args.json"))["hints"] == "both"
 
     grown = tmp_path / "grown"
@@ -314,6 +358,31 @@ def test_train_hints_from_scratch_and_grown(colour_folder, tiny_model_dir, tmp_p
     model = ColorizationModel.from_pretrained(grown / "final")
     assert model.config.hint_inputs and not model.config.global_hints and model.config.width_multiplier == 0.125
     assert json.load(open(grown / "final" / "training_args.json"))["hints"] == "local"
+
+
+def test_hint_layers_train_at_the_scaled_learning_rate():
+    from hf_colorize.training.loop import TrainingConfig, check_config, lr_lambda, param_groups
+
+    model = ColorizationModel.from_plain(_tiny())
+    config = TrainingConfig(output_dir="unused", hints="both", lr=1e-3, hint_lr_scale=10.0, warmup_steps=2)
+    groups = param_groups(model, config)
+    names = {id(p): n for n, p in model.named_parameters()}
+    hint_names = sorted(names[id(p)].split(".")[0] for p in groups[1]["params"])
+    assert set(hint_names) == {"local_hints", "local_hint_shortcut", "global_hints"}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    optimizer = torch.optim.Adam(groups, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[1]["lr"] == pytest.approx(10 * optimizer.param_groups[0]["lr"])
+    # without --hints there is one group, whatever the model has
+    assert len(param_groups(model, TrainingConfig(output_dir="unused"))) == 1
+    for bad in (0, -1.0, "10", True):
+        with pytest.raises(Exception, match=r"^--hint-lr-scale must be a number > 0"):
+            check_config(TrainingConfig(dataset="unused", output_dir="unused", hints="both", hint_lr_scale=bad))
+    with pytest.raises(Exception, match=r"^--hint-lr-scale applies to the hint layers: add --hints$"):
+        check_config(TrainingConfig(dataset="unused", output_dir="unused", hint_lr_scale=3.0))
 
 
 def test_hint_training_resumes_exactly(colour_folder, tmp_path, capsys):
@@ -350,3 +419,12 @@ def test_contradictory_hint_flags_fail_in_one_line(colour_folder, tiny_model_dir
         got, _, err = run_cli(argv, capsys)
         assert got == code and len(err) == 1 and expected in err[0], (extra, err)
         assert not (out / "final").exists()
+
+
+def test_model_card_recipe_names_the_hint_settings():
+    from hf_colorize.hub.cards import _recipe
+
+    hinted = _recipe({"architecture": "eccv16", "lr": 3e-4, "hints": "both", "hint_lr_scale": 10.0})
+    assert "| hints | `both` |" in hinted and "| hint_lr_scale | `10.0` |" in hinted
+    plain = _recipe({"architecture": "eccv16", "lr": 3e-4, "hints": None, "hint_lr_scale": 10.0})
+    assert "hints" not in plain and "hint_lr_scale" not in plain and "| lr |" in plain

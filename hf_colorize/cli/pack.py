@@ -24,6 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quality", type=jpeg_quality, default=92, help="JPEG quality of the re-encoded images (default 92)")
     parser.add_argument("--holdout-every", type=non_negative_int, default=0,
                         help="hold out every N-th file (N >= 2) as the test split (default 0: none)")
+    parser.add_argument("--validation-every", type=non_negative_int, default=0,
+                        help="set aside every M-th file that is not held out (M >= 2) as the validation split, for "
+                             "choosing settings (default 0: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace the parquet shards already in OUT_DIR")
     add_progress_argument(parser)
 
@@ -33,7 +36,8 @@ def run(args) -> int:
     from hf_colorize.training.data import check_pack_arguments, pack_folder
 
     options = dict(max_side=args.max_side, shard_size=args.shard_size, quality=args.quality,
-                   holdout_every=args.holdout_every, overwrite=args.overwrite)
+                   holdout_every=args.holdout_every, overwrite=args.overwrite,
+                   validation_every=args.validation_every)
     check_pack_arguments(args.folder, args.out_dir, **options)  # before reading any image
     report = pack_folder(args.folder, args.out_dir, progress=show_progress(args), **options)
     for path in report["undecodable"]:

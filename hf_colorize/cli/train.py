@@ -75,6 +75,8 @@ def add_arguments(parser) -> None:
                        help="train with simulated user hints (SIGGRAPH 2017): local point hints and the global colour "
                             "distribution (default when given without a value), or only 'local' or 'global'; the model "
                             "gets those inputs (an --init-from model without them grows them, starting at zero)")
+    model.add_argument("--hint-lr-scale", type=positive_float, default=d.hint_lr_scale,
+                       help="learning rate of the hint layers = --lr times this (default %(default)s)")
     hyper = parser.add_argument_group("hypercolumn architecture (--architecture hypercolumn)")
     hyper.add_argument("--color-space", default=d.color_space, choices=COLOR_SPACES,
                        help="histograms of a and b (lab) or of hue and chroma (hue-chroma)")

@@ -41,7 +41,7 @@ RECIPE_KEYS = (
     "architecture", "color_space", "lab_histogram", "hidden_size", "fc_channels", "sample_pixels", "dataset", "split",
     "max_steps", "batch_size", "grad_accum", "lr", "lr_schedule", "warmup_steps", "min_lr_ratio",
     "betas", "weight_decay", "max_grad_norm", "crop_size", "loss", "focal_gamma", "rebalance_lambda", "prior_images",
-    "width", "norm", "bins", "mixed_precision", "seed", "init_from",
+    "width", "norm", "bins", "mixed_precision", "seed", "init_from", "hints", "hint_lr_scale",
 )
 
 
@@ -143,6 +143,8 @@ def _recipe(training: Optional[dict]) -> str:
     other = ECCV16_ONLY if training.get("architecture") == "hypercolumn" else HYPERCOLUMN_ONLY  # not this run's
     for key in RECIPE_KEYS:
         if training.get(key) in (None, "", False) or key in other:
+            continue
+        if key == "hint_lr_scale" and not training.get("hints"):  # recorded by every run, used only with hints
             continue
         value = training[key]
         if key in ("dataset", "init_from", "bins"):

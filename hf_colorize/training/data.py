@@ -285,7 +285,7 @@ def _existing_shards(out_dir) -> list:
 
 
 def check_pack_arguments(folder, out_dir, max_side=256, shard_size=500, quality=92, holdout_every=0,
-                         overwrite=False) -> None:
+                         overwrite=False, validation_every=0) -> None:
     """What `pack_folder` can refuse before reading any image: `UsageError` (a bad value, an output
     that is a file or already holds shards) or `DataSourceError` (no such input folder)."""
     if not os.path.isdir(folder):
@@ -300,15 +300,19 @@ def check_pack_arguments(folder, out_dir, max_side=256, shard_size=500, quality=
         raise UsageError(f"quality must be in 1..100, got {quality}")
     if holdout_every < 0 or holdout_every == 1:
         raise UsageError(f"holdout_every must be 0 (no test split) or >= 2 (1 would hold out every image), got {holdout_every}")
+    if validation_every < 0 or validation_every == 1:
+        raise UsageError(f"validation_every must be 0 (no validation split) or >= 2, got {validation_every}")
     if not overwrite and os.path.isdir(out_dir) and _existing_shards(out_dir):
         raise UsageError(f"{shown(out_dir)}: already holds parquet shards (their count may differ, and a stream "
                          "reads every shard of the folder); use another folder or --overwrite to replace them")
 
 
 def pack_folder(folder, out_dir, max_side=256, shard_size=500, quality=92, holdout_every=0, progress=None,
-                overwrite=False) -> dict:
+                overwrite=False, validation_every=0) -> dict:
     """Pack the images of `folder` into parquet shards `train-XXXXX-of-YYYYY.parquet` (and `test-...`
-    when `holdout_every` = N > 0 holds out every N-th sorted file), re-encoded as JPEG (upright: EXIF
+    when `holdout_every` = N > 0 holds out every N-th sorted file, `validation-...` when
+    `validation_every` = M > 0 sets aside every M-th file that is not held out, for choosing settings
+    without touching the test photos), re-encoded as JPEG (upright: EXIF
     orientation applied) with the long side at most `max_side` (0 keeps the size). Undecodable files are
     skipped and reported. Each shard is written under a temporary name and renamed (`common.atomic_path`),
     so an interrupted pack never leaves a half-written shard; with `overwrite`, the folder's other
@@ -322,13 +326,19 @@ def pack_folder(folder, out_dir, max_side=256, shard_size=500, quality=92, holdo
     from tqdm.auto import tqdm
 
     folder, out_dir = os.fspath(folder), os.fspath(out_dir)
-    check_pack_arguments(folder, out_dir, max_side, shard_size, quality, holdout_every, overwrite)
+    check_pack_arguments(folder, out_dir, max_side, shard_size, quality, holdout_every, overwrite, validation_every)
     files = list_image_files(folder)
     if not files:
         raise DataSourceError(f"{shown(folder)}: no images found")
-    splits = {"train": [], "test": []}
+    splits = {"train": [], "test": [], "validation": []}
     for i, f in enumerate(files):
-        splits["test" if holdout_every and i % holdout_every == holdout_every - 1 else "train"].append(f)
+        # the test rule is the one earlier packs used, so a folder's test split never changes
+        if holdout_every and i % holdout_every == holdout_every - 1:
+            splits["test"].append(f)
+        elif validation_every and i % validation_every == 0:
+            splits["validation"].append(f)
+        else:
+            splits["train"].append(f)
     os.makedirs(out_dir, exist_ok=True)
     old_shards = set(_existing_shards(out_dir))
     features = datasets.Features({"image": datasets.Image(), "key": datasets.Value("string")})

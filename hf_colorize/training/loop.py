@@ -46,7 +46,7 @@ ARCHITECTURES = ("eccv16", "hypercolumn")
 COLOR_SPACES = ("lab", "hue-chroma")
 LAB_HISTOGRAMS = ("marginal", "joint")
 # settings that belong to one architecture: giving one a non-default value for the other is an error
-ECCV16_ONLY = ("bins", "loss", "focal_gamma", "prior", "prior_images", "rebalance_lambda", "hints")
+ECCV16_ONLY = ("bins", "loss", "focal_gamma", "prior", "prior_images", "rebalance_lambda", "hints", "hint_lr_scale")
 HYPERCOLUMN_ONLY = ("color_space", "lab_histogram", "hypercolumn_layers", "hidden_size", "fc_channels", "sample_pixels",
                     "init_backbone")
 NORMS = ("batch", "group", "none")
@@ -87,6 +87,9 @@ class TrainingConfig:
     # simulated user hints (SIGGRAPH 2017 recipe, `training/hints.py`): None = off, or "both" (local point
     # hints and the global colour distribution), "local" or "global"; the model gets those inputs
     hints: Optional[str] = None
+    # the hint layers' learning rate is --lr times this: they start at zero inside a trained trunk and
+    # must catch up with it (at 1x a short fine-tune barely moved them: docs/guidance.md)
+    hint_lr_scale: float = 10.0
     # hypercolumn architecture only
     color_space: str = "lab"  # or "hue-chroma"
     lab_histogram: str = "marginal"  # or "joint"
@@ -176,6 +179,10 @@ def check_config(config: TrainingConfig) -> None:
             raise UsageError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(c, name)!r}")
     if c.hints is not None and c.hints not in HINT_KINDS:
         raise UsageError(f"--hints must be one of {', '.join(HINT_KINDS)}, got {c.hints!r}")
+    if isinstance(c.hint_lr_scale, bool) or not isinstance(c.hint_lr_scale, (int, float)) or not c.hint_lr_scale > 0:
+        raise UsageError(f"--hint-lr-scale must be a number > 0, got {c.hint_lr_scale!r}")
+    if c.hints is None and c.hint_lr_scale != TrainingConfig.hint_lr_scale:
+        raise UsageError("--hint-lr-scale applies to the hint layers: add --hints")
     for name in ("crop_size", "export_size"):
         value = getattr(c, name)
         if not isinstance(value, int) or value < 8 or value % 8:
@@ -423,7 +430,7 @@ def build_model(config):
             model = ColorizationModel(ColorizationConfig(
                 width_multiplier=config.width, norm_type=config.norm, ab_bins=bins, loss_type=config.loss,
                 focal_gamma=config.focal_gamma, rebalance_lambda=config.rebalance_lambda, hint_inputs=local,
-                global_hints=global_))
+                global_hints=global_, hint_shortcut=local))
     except ValueError as err:
         raise TrainingError(f"cannot build the model: {one_line(err)}") from None
     if config.init_backbone:
@@ -431,6 +438,21 @@ def build_model(config):
 
         init_backbone(model, config.init_backbone)
     return model
+
+
+HINT_MODULES = ("local_hints.", "local_hint_shortcut.", "global_hints.")
+
+
+def param_groups(model, config) -> list:
+    """Adam's parameter groups: the trunk at --lr and, when training hints, the hint layers at --lr x
+    --hint-lr-scale (the scheduler scales both alike)."""
+    trunk, hint = [], []
+    for name, param in model.named_parameters():
+        (hint if config.hints and name.startswith(HINT_MODULES) else trunk).append(param)
+    groups = [{"params": trunk, "lr": config.lr}]
+    if hint:
+        groups.append({"params": hint, "lr": config.lr * config.hint_lr_scale})
+    return groups
 
 
 def hint_kwargs(config, model, labels, generator) -> dict:
@@ -544,7 +566,7 @@ def train(config=None, **overrides) -> str:
             raise TrainingError(f"bin prior: {one_line(err)}") from None
 
     model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and recent GPUs
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas),
+    optimizer = torch.optim.Adam(param_groups(model, config), lr=config.lr, betas=tuple(config.betas),
                                  weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)

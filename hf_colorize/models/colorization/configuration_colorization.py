@@ -54,6 +54,9 @@ class ColorizationConfig(PretrainedConfig):
             and for every config saved before the option existed.
         global_hints (`bool`): global hints: the network also takes a colour distribution over the Q bins
             (`forward(global_hint=)`), projected and added to the input of block 5.
+        hint_shortcut (`bool`): with `hint_inputs`, the local hints also enter at block 5's input (1/8
+            resolution, `LocalHintShortcut`), so they reach the output through 4 blocks instead of 8 and
+            are learnt in a short fine-tune. Off for models saved before it existed.
     """
 
     model_type = "colorization"
@@ -79,6 +82,7 @@ class ColorizationConfig(PretrainedConfig):
         gray_chroma_threshold=2.0,
         hint_inputs=False,
         global_hints=False,
+        hint_shortcut=False,
         **kwargs,
     ):
         for name, value in (("block_channels", block_channels), ("block_depths", block_depths),
@@ -92,7 +96,8 @@ class ColorizationConfig(PretrainedConfig):
                             ("gray_chroma_threshold", gray_chroma_threshold)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
-        for name, value in (("hint_inputs", hint_inputs), ("global_hints", global_hints)):
+        for name, value in (("hint_inputs", hint_inputs), ("global_hints", global_hints),
+                            ("hint_shortcut", hint_shortcut)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false, got {value!r}")
         if not width_multiplier > 0:
@@ -138,6 +143,7 @@ class ColorizationConfig(PretrainedConfig):
         self.gray_chroma_threshold = float(gray_chroma_threshold)
         self.hint_inputs = hint_inputs
         self.global_hints = global_hints
+        self.hint_shortcut = hint_shortcut
         super().__init__(**kwargs)
 
     @property

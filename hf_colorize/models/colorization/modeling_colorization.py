@@ -267,6 +267,25 @@ class LocalHintEncoder(nn.Conv2d):
         return super().forward(torch.cat((hint_ab / AB_NORM, hint_mask), dim=1))
 
 
+class LocalHintShortcut(nn.Conv2d):
+    """Local hints at block 5's input: each 8x8 cell of the hint map becomes (mean hint ab / 110, 1) where
+    it holds a hint and zeros where it holds none, then a 3x3 convolution to block 5's channels. The
+    SIGGRAPH 2017 network has skip connections that carry hints to the output; this is the ECCV16 trunk's
+    equivalent. The mean over the cell's hint pixels (not over all 64) keeps a 1-pixel hint as strong
+    as a 9x9 patch. Zero-initialized and bias-free, like `LocalHintEncoder`."""
+
+    def __init__(self, channels: int):
+        super().__init__(3, channels, kernel_size=3, padding=1, bias=False)
+
+    def forward(self, hint_ab: torch.Tensor, hint_mask: torch.Tensor) -> torch.Tensor:
+        """`hint_ab` `(B, 2, H, W)`, `hint_mask` `(B, 1, H, W)` -> `(B, C, H / 8, W / 8)` (blocks 1-3 halve
+        the size three times; a fixed pooling kernel also keeps the ONNX graph free of dynamic sizes)."""
+        mass = F.avg_pool2d(hint_mask, 8)
+        given = (mass > 0).to(hint_ab.dtype)
+        mean_ab = F.avg_pool2d(hint_ab * hint_mask, 8) / mass.clamp_min(1e-6)
+        return super().forward(torch.cat((mean_ab * given / AB_NORM, given), dim=1))
+
+
 class ZeroInitLinear(nn.Linear):
     """A linear layer that `_init_weights` starts at zero (the global-hint branch's output layer)."""
 
@@ -369,7 +388,7 @@ class ColorizationPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         # the hint inputs' entry layers start at zero (a grown model computes what the plain one did);
         # they are parameter-holding layers: transformers skips modules without parameters of their own
-        if isinstance(module, (LocalHintEncoder, ZeroInitLinear)):
+        if isinstance(module, (LocalHintEncoder, LocalHintShortcut, ZeroInitLinear)):
             nn.init.zeros_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -427,6 +446,8 @@ class ColorizationModel(ColorizationPreTrainedModel):
         # created only when configured: a plain model's state dict (and outputs) are what they always were
         if config.hint_inputs:
             self.local_hints = LocalHintEncoder(self.blocks[0].layers[0])
+            if config.hint_shortcut:
+                self.local_hint_shortcut = LocalHintShortcut(ch[3])
         if config.global_hints:
             self.global_hints = GlobalHintProjection(config.num_bins, ch[3])
         self.register_buffer("ab_bins", torch.tensor(config.ab_bins, dtype=torch.float32), persistent=True)
@@ -434,7 +455,8 @@ class ColorizationModel(ColorizationPreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_plain(cls, model: "ColorizationModel", hint_inputs: bool = True, global_hints: bool = True) -> "ColorizationModel":
+    def from_plain(cls, model: "ColorizationModel", hint_inputs: bool = True, global_hints: bool = True,
+                   hint_shortcut: bool = True) -> "ColorizationModel":
         """Grow `model` into one with the hint inputs asked for (those it has are kept, with their weights):
         every existing weight and buffer is copied, the new hint modules start at zero, so the grown model's
         outputs equal `model`'s exactly until it is trained. Returns a new model (same dtype and device,
@@ -444,10 +466,11 @@ class ColorizationModel(ColorizationPreTrainedModel):
         config = model.config.__class__.from_dict(model.config.to_dict())
         config.hint_inputs = bool(hint_inputs or model.config.hint_inputs)
         config.global_hints = bool(global_hints or model.config.global_hints)
+        config.hint_shortcut = bool(config.hint_inputs and (hint_shortcut or getattr(model.config, "hint_shortcut", False)))
         param = next(model.parameters())
         grown = cls(config).to(device=param.device, dtype=param.dtype)
         missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-        new = ("local_hints.", "global_hints.")
+        new = ("local_hints.", "local_hint_shortcut.", "global_hints.")
         if unexpected or any(not k.startswith(new) for k in missing):
             raise ValueError(f"cannot grow the model: weights do not match (missing {missing}, unexpected {unexpected})")
         return grown.train(model.training)
@@ -562,6 +585,8 @@ class ColorizationModel(ColorizationPreTrainedModel):
             else:
                 if i == 4 and global_offset is not None:
                     hidden = hidden + global_offset
+                if i == 4 and local is not None and hasattr(self, "local_hint_shortcut"):
+                    hidden = hidden + self.local_hint_shortcut(hint_ab.to(hidden.dtype), hint_mask.to(hidden.dtype))
                 hidden = block(hidden)
         logits = self.classifier(hidden)
 
@@ -589,6 +614,7 @@ __all__ = [
     "ColorizationOutput",
     "GlobalHintProjection",
     "LocalHintEncoder",
+    "LocalHintShortcut",
     "hint_input_maps",
     "decode_ab",
     "soft_encode",
