@@ -26,6 +26,8 @@ import traceback
 import zipfile
 
 import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES_DIR = os.path.join(HERE, "examples")
@@ -55,6 +57,8 @@ hf_colorize = _import_hf_colorize()
 import torch  # noqa: E402  (after the friendly import check)
 from hf_colorize.common import ColorizeError, ModelLoadError, atomic_path, load_colorizer, one_line, shown  # noqa: E402
 from hf_colorize.models.colorization.configuration_colorization import DECODE_MODES  # noqa: E402
+from hf_colorize.models.colorization.guidance_colorization import (  # noqa: E402
+    DEFAULT_REFERENCE_STRENGTH, MAX_HINTS, GuidanceError, parse_color)
 from hf_colorize.models.colorization.image_processing_colorization import load_pixels  # noqa: E402
 
 DEFAULT_LABEL = "hf-colorize default (embedded)"
@@ -210,6 +214,168 @@ def colorize_file(colorizer, path, name, temperature, decode_mode, size):
     return gray, colour
 
 
+# --------------------------------------------------------------------------------------------------
+# Guided colorization: colour hints placed by clicking, and a reference photo
+# --------------------------------------------------------------------------------------------------
+#: after the first hint, the photo to click on is shown as a copy at most this long with a dot per hint;
+#: clicks on it are mapped back to the photo's own pixels (`click_to_pixel`)
+HINT_CANVAS_MAX_SIDE = 1024
+REFERENCE_STRENGTH_RANGE = (0.0, 3.0)
+
+
+def hex_color(color, where: str = "colour") -> str:
+    """A colour as `parse_color` takes it (or as a colour picker gives it, e.g. "rgba(r, g, b, a)") -> "#rrggbb"."""
+    if isinstance(color, str) and color.strip().lower().startswith("rgba(") and color.strip().endswith(")"):
+        color = "rgb(" + ",".join(color.strip()[5:-1].split(",")[:3]) + ")"  # PIL knows rgb(), not rgba()
+    try:
+        return "#{:02x}{:02x}{:02x}".format(*parse_color(color, where))
+    except GuidanceError as err:
+        raise _fail(one_line(err)) from None
+
+
+def shown_size(path) -> tuple:
+    """(width, height) of an image file as the browser shows it: after its EXIF rotation (read from the header)."""
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # orientations that swap the sides
+            width, height = height, width
+    return width, height
+
+
+def click_to_pixel(index, shown: tuple, photo: tuple) -> tuple:
+    """A click -> the pixel (x, y) of the photo (`photo`: its (width, height) after EXIF rotation).
+
+    `index` is `gr.SelectData.index`: (x, y) in pixels of the image file the browser shows (`shown`: its
+    (width, height) after EXIF rotation; Gradio undoes the on-screen scaling), which is the upload itself or
+    a smaller copy with the hints drawn on it."""
+    if not (isinstance(index, (list, tuple)) and len(index) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in index)):
+        raise _fail(f"a click should give the pixel (x, y), got {index!r}; click on the photo itself")
+    (shown_w, shown_h), (width, height) = shown, photo
+    # the centre of the clicked pixel of the shown copy, in the photo's pixels
+    x = int((index[0] + 0.5) * width / shown_w)
+    y = int((index[1] + 0.5) * height / shown_h)
+    return min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+
+
+def add_hint(hints: list, x: int, y: int, color) -> list:
+    """A new hint list: `hints` plus {"x", "y", "color": "#rrggbb"} (the Colorizer's hint dicts)."""
+    if len(hints) >= MAX_HINTS:
+        raise _fail(f"at most {MAX_HINTS} hints; undo or clear some first")
+    return [*hints, {"x": int(x), "y": int(y), "color": hex_color(color, f"hint {len(hints) + 1}")}]
+
+
+def recolor_last_hint(hints: list, color) -> list:
+    """A new hint list with the latest hint's colour set to `color` (what the colour picker edits)."""
+    if not hints:
+        raise _fail("no hint to colour yet: click on the photo to place one")
+    return [*hints[:-1], {**hints[-1], "color": hex_color(color, f"hint {len(hints)}")}]
+
+
+def undo_hint(hints: list) -> list:
+    """A new hint list without the latest hint."""
+    return list(hints[:-1])
+
+
+def hints_html(hints: list) -> str:
+    """The hint list as a small table: number, x, y, colour (with a swatch)."""
+    if not hints:
+        return '<p class="hint-empty">No hints yet: click on the photo to place one.</p>'
+    rows = "".join(
+        f'<tr><td>{i}</td><td>{h["x"]}</td><td>{h["y"]}</td><td><span class="hint-swatch" '
+        f'style="background:{html.escape(h["color"])}"></span> {html.escape(h["color"])}</td></tr>'
+        for i, h in enumerate(hints, 1))
+    return f'<table class="hint-table"><tr><th>#</th><th>x</th><th>y</th><th>colour</th></tr>{rows}</table>'
+
+
+def hint_canvas(pixels, hints: list, max_side: int = HINT_CANVAS_MAX_SIDE) -> Image.Image:
+    """The photo's decoded pixels (`load_pixels`) as an RGB image at most `max_side` long, with a dot in
+    each hint's colour (ringed white and black, so it shows on any background)."""
+    if isinstance(pixels, np.ndarray):  # 8-bit (H, W, 3)
+        image = Image.fromarray(pixels)
+    else:  # 16-bit / float sources: float (3, H, W) in [0, 1]
+        image = Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+    width, height = image.size
+    scale = min(1.0, max_side / max(width, height))
+    if scale < 1.0:
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+    sx, sy = image.width / width, image.height / height
+    radius = max(3.0, max(image.size) / 100)
+    draw = ImageDraw.Draw(image)
+    for hint in hints:
+        cx, cy = (hint["x"] + 0.5) * sx, (hint["y"] + 0.5) * sy
+        for grow, fill in ((2.5, "white"), (1.2, "black"), (0.0, hint["color"])):
+            r = radius + grow
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    return image
+
+
+def guided_options(hints, reference, strength, temperature, decode_mode, size) -> dict:
+    """The `Colorizer` options of a guided request: hints (when any), the reference file (when given) with
+    its strength, and the shared controls. `reference`: (path, name) or None."""
+    try:
+        strength = float(strength)
+    except (TypeError, ValueError):
+        raise _fail(f"reference strength must be a number, got {strength!r}") from None
+    if not REFERENCE_STRENGTH_RANGE[0] <= strength <= REFERENCE_STRENGTH_RANGE[1]:
+        raise _fail(f"reference strength must be in {REFERENCE_STRENGTH_RANGE[0]:g}..{REFERENCE_STRENGTH_RANGE[1]:g}, "
+                    f"got {strength:g}")
+    temperature, decode_mode, size = _check_options(temperature, decode_mode, size)
+    options = {"temperature": temperature, "decode_mode": decode_mode, "size": size}
+    if hints:
+        options["hints"] = list(hints)
+    if reference is not None:
+        options.update(reference=reference[0], reference_strength=strength)
+    return options
+
+
+def run_guided(call, name, upload, *args, **options):
+    """`call(*args, **options)` (`Colorizer.colorize` or `.predicted_color`) with its errors as one line: a
+    bad hint or reference, or a model that cannot take guidance (`GuidanceError`, the reference named by its
+    upload name, not Gradio's cache path). `upload`: the reference as (path, name), or None; `options`
+    carry the reference path itself (`guided_options`), hence the different name."""
+    try:
+        return call(*args, **options)
+    except GuidanceError as err:
+        message = one_line(err)
+        if upload is not None:
+            message = message.replace(upload[0], upload[1])
+        raise _fail(message) from None
+    except hf_colorize.ColorizationInputError as err:
+        raise _fail(f"{name}: {one_line(err)}") from None
+    except MemoryError:
+        raise _fail(f"{name}: not enough memory for an image this large; try a smaller one") from None
+    except Exception as err:
+        log.error("guided colorization of %s failed:\n%s", name, traceback.format_exc())
+        raise _fail(f"{name}: unexpected error ({type(err).__name__}: {one_line(err)})") from None
+
+
+def place_hint(colorizer, pixels, hints: list, index, shown: tuple, options: dict, name: str = "photo",
+               reference=None) -> list:
+    """A click (`index` on the shown image of size `shown`, see `click_to_pixel`) -> the new hint list: a hint
+    at that pixel of the photo, coloured as the model predicts it there with the hints so far and the
+    request's `options` (the colour picker's starting colour)."""
+    x, y = click_to_pixel(index, shown, pixels_size(pixels))
+    color = run_guided(colorizer.predicted_color, name, reference, pixels, x, y, **options)
+    return add_hint(hints, x, y, color)
+
+
+def load_photo(path, name):
+    """A photo file -> its decoded pixels (`load_pixels`: EXIF-rotated, this Space's pixel limit); one-line
+    errors naming the file."""
+    try:
+        return load_pixels(path, MAX_PIXELS)
+    except hf_colorize.ColorizationInputError as err:
+        raise _fail(f"{name}: {one_line(err)}") from None
+    except MemoryError:
+        raise _fail(f"{name}: not enough memory for an image this large; try a smaller one") from None
+
+
+def pixels_size(pixels) -> tuple:
+    """(width, height) of decoded pixels (uint8 (H, W, 3) or float (3, H, W))."""
+    return (pixels.shape[1], pixels.shape[0]) if isinstance(pixels, np.ndarray) else (pixels.shape[-1], pixels.shape[-2])
+
+
 class OutputDir:
     """Per-request folders for result files; folders older than `max_age_s` are removed as new ones are made."""
 
@@ -356,6 +522,95 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
             status += " Notes: " + "; ".join(stats["notes"])
         return out, out, status
 
+    # -- guided colorization (the "Hints & reference" tab) ----------------------------------------------
+    # State: the photo as uploaded, (path, name), and its hints (a list of {"x", "y", "color"} dicts). The
+    # photo widget shows the upload, then a copy with the hints drawn on it (`hint_canvas`).
+    def _guided(hints, reference, strength, model, temperature, decode_mode, size):
+        """(colorizer, its options, reference as (path, name) or None) of a guided request."""
+        reference = None if reference is None else _payload_source(reference)
+        options = guided_options(hints, reference, strength, temperature, decode_mode, size)
+        return models.get(model or first), options, reference
+
+    def _guided_result(photo, pixels, hints, *settings):
+        """The guided result PNG of a photo ((path, name) and its pixels) with `hints`."""
+        colorizer, options, reference = _guided(hints, *settings)
+        colour = run_guided(colorizer.colorize, photo[1], reference, pixels, **options)
+        return _save_png(colour, os.path.join(outputs_dir.new(), f"{_stem(photo[1])}_guided.png"))
+
+    def _canvas(photo, pixels, hints):
+        path = os.path.join(outputs_dir.new(), f"{_stem(photo[1])}_hints.png")
+        with atomic_path(path, fsync=False) as tmp:
+            hint_canvas(pixels, hints).save(tmp, format="PNG", compress_level=1)
+        return path
+
+    def _refreshed(photo, hints, settings):
+        """(hints, hint list, result, canvas) after the hints changed."""
+        pixels = load_photo(*photo)
+        result = _guided_result(photo, pixels, hints, *settings)
+        return hints, hints_html(hints), result, _canvas(photo, pixels, hints)
+
+    def guided_new_photo(image, *settings):
+        """A photo uploaded (or removed): no hints yet, and its automatic (reference-guided) result."""
+        if image is None:
+            return None, [], hints_html([]), None
+        photo = _payload_source(image)
+        result = _guided_result(photo, load_photo(*photo), [], *settings)
+        return photo, [], hints_html([]), result
+
+    def guided_click(evt: gr.SelectData, image, photo, hints, reference, strength, model, temperature, decode_mode,
+                     size):
+        """A click on the photo: a hint at that pixel, coloured as the model predicts it there (with the
+        hints so far); the picker shows that colour for changing. (Gradio finds `evt` by its annotation; it
+        must be a positional parameter, not one after *args.)"""
+        settings = (reference, strength, model, temperature, decode_mode, size)
+        photo = photo or _payload_source(image)  # a click before the upload event was handled
+        pixels = load_photo(*photo)
+        try:
+            shown = shown_size(_payload_source(image)[0])  # the upload, or the canvas copy shown since
+        except OSError:
+            raise _fail(f"{photo[1]}: cannot read the photo shown; upload it again") from None
+        colorizer, options, reference = _guided(hints, *settings)
+        hints = place_hint(colorizer, pixels, hints, evt.index, shown, options, photo[1], reference)
+        result = _guided_result(photo, pixels, hints, *settings)
+        return photo, hints, hints_html(hints), hints[-1]["color"], result, _canvas(photo, pixels, hints)
+
+    def guided_pick(color, photo, hints, *settings):
+        """The colour picker changed: the latest hint takes its colour. (Listens to `change`, which Gradio
+        also fires when a click or undo sets the picker: then the colour is the hint's already, nothing to do.)"""
+        if photo is None or not hints:
+            gr.Info("Click on the photo to place a hint; the colour picker then sets its colour.")
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        recolored = recolor_last_hint(hints, color)
+        if recolored == hints:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return _refreshed(photo, recolored, settings)
+
+    def guided_undo(photo, hints, *settings):
+        if photo is None or not hints:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        hints, listing, result, canvas = _refreshed(photo, undo_hint(hints), settings)
+        return hints, listing, hints[-1]["color"] if hints else gr.skip(), result, canvas
+
+    def guided_clear(photo, hints, *settings):
+        if photo is None:
+            return [], hints_html([]), gr.skip(), gr.skip()
+        return _refreshed(photo, [], settings)
+
+    def guided_update(photo, hints, *settings):
+        """The reference, its strength or the controls changed: the result again, same hints."""
+        if photo is None:
+            return gr.skip()
+        return _guided_result(photo, load_photo(*photo), hints, *settings)
+
+    def colorize_guided(image, hints, reference, strength, model, temperature, decode_mode, size):
+        """API: a photo, hints (a list of {"x", "y", "color"}) and an optional reference photo -> the guided
+        result PNG."""
+        photo = _payload_source(image)
+        if hints is not None and not isinstance(hints, list):
+            raise _fail(f"hints must be a list of {{'x', 'y', 'color'}} items, got {type(hints).__name__}")
+        return _guided_result(photo, load_photo(*photo), hints or [], reference, strength, model, temperature,
+                              decode_mode, size)
+
     def on_model_change(model):
         temperature, size, decode = models.defaults(model)
         return gr.update(value=temperature), gr.update(value=size), gr.update(value=decode)
@@ -402,6 +657,57 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
                     label="Examples (public-domain photos from scikit-image, made gray)", elem_id="examples",
                 )
 
+            with gr.Tab("Hints & reference"):
+                gr.Markdown(
+                    "Click on the photo to place a colour hint there: it starts with the colour the model predicts "
+                    "at that spot; the colour picker changes the latest hint's colour. Optionally add a colour "
+                    "reference photo (its colours steer the whole result). The result updates with each change."
+                )
+                with gr.Row():
+                    with gr.Column():
+                        guide_image = gr.Image(type="filepath", label="Photo (click to place hints)",
+                                               sources=["upload", "clipboard"], elem_id="guide-image")
+                        # the buttons above the picker: its open dialog closes on the next click elsewhere,
+                        # and a layout shift under that click would make the buttons miss it
+                        with gr.Row():
+                            undo = gr.Button("Undo last hint", elem_id="hint-undo")
+                            clear = gr.Button("Clear hints", elem_id="hint-clear")
+                        hint_color = gr.ColorPicker(value="#808080", label="Colour of the latest hint",
+                                                    elem_id="hint-color")
+                        hint_list = gr.HTML(hints_html([]), label="Hints", elem_id="hint-list")
+                    with gr.Column():
+                        guided = gr.Image(type="filepath", format="png", label="Guided result", interactive=False,
+                                          elem_id="guided-result")
+                        reference = gr.Image(type="filepath", label="Colour reference photo (optional)",
+                                             sources=["upload", "clipboard"], elem_id="reference-image", height=240)
+                        strength = gr.Slider(*REFERENCE_STRENGTH_RANGE, value=DEFAULT_REFERENCE_STRENGTH, step=0.05,
+                                             label="Reference strength", elem_id="reference-strength",
+                                             info="0 = ignore the reference; higher = its colours dominate.")
+                        refresh = gr.Button("Colorize again", elem_id="guided-button")
+                photo_state, hints_state = gr.State(None), gr.State([])
+                settings = [reference, strength, *controls]
+                guided_kwargs = {"preprocess": False, "concurrency_id": "colorize", "api_visibility": "private"}
+                guide_image.input(guided_new_photo, [guide_image, *settings],
+                                  [photo_state, hints_state, hint_list, guided], **guided_kwargs)
+                guide_image.select(guided_click, [guide_image, photo_state, hints_state, *settings],
+                                   [photo_state, hints_state, hint_list, hint_color, guided, guide_image],
+                                   **guided_kwargs)
+                # `change`, not `input`: Gradio 6 fires `input` for the colour field's drag only, not for a typed hex
+                hint_color.change(guided_pick, [hint_color, photo_state, hints_state, *settings],
+                                 [hints_state, hint_list, guided, guide_image], trigger_mode="always_last",
+                                 **guided_kwargs)
+                undo.click(guided_undo, [photo_state, hints_state, *settings],
+                           [hints_state, hint_list, hint_color, guided, guide_image], **guided_kwargs)
+                clear.click(guided_clear, [photo_state, hints_state, *settings],
+                            [hints_state, hint_list, guided, guide_image], **guided_kwargs)
+                for event in (reference.input, strength.release, refresh.click):
+                    event(guided_update, [photo_state, hints_state, *settings], guided, trigger_mode="always_last",
+                          **guided_kwargs)
+                # API only: the same guided result from a photo, a hint list and a reference, in one call
+                api_hints = gr.JSON(visible=False)
+                gr.Button(visible=False).click(colorize_guided, [guide_image, api_hints, *settings], guided,
+                                               api_name="colorize_guided", preprocess=False, concurrency_id="colorize")
+
             with gr.Tab("Batch"):
                 with gr.Row():
                     with gr.Column():
@@ -432,7 +738,8 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
                                 [video_out, video_file, video_status], api_name="colorize_video",
                                 concurrency_id="colorize")
 
-        model.change(on_model_change, model, [temperature, size, decode_mode], api_visibility="private")
+        model.change(on_model_change, model, [temperature, size, decode_mode], api_visibility="private").then(
+            guided_update, [photo_state, hints_state, *settings], guided, **guided_kwargs)  # e.g. a model without guidance
         gr.Markdown(
             "Temperature applies to *annealed mean* and *sample*. Clicking an example shows a result cached "
             "with the default settings; press **Colorize** to rerun it with yours."
@@ -441,9 +748,16 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
     return demo
 
 
+CSS = """
+.hint-table { border-collapse: collapse; }
+.hint-table th, .hint-table td { padding: 2px 10px; text-align: right; }
+.hint-swatch { display: inline-block; width: 1em; height: 1em; border: 1px solid #000; vertical-align: middle; }
+"""
+
+
 def launch(demo: gr.Blocks, **kwargs):
     """Serve with the Space's limits (tests launch through this too)."""
-    return demo.launch(max_file_size=MAX_FILE_SIZE, show_error=False, footer_links=["api"], **kwargs)
+    return demo.launch(max_file_size=MAX_FILE_SIZE, show_error=False, footer_links=["api"], css=CSS, **kwargs)
 
 
 def main():

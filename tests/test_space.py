@@ -122,6 +122,16 @@ def lab_of(path):
     return rgb_to_lab(load_rgb(str(path)))
 
 
+def lab_of_colour(colour):
+    """A colour ("#rrggbb", a CSS name, ...) -> its CIE Lab `(3,)`."""
+    import torch
+
+    from hf_colorize.models.colorization.guidance_colorization import parse_color
+    from hf_colorize.models.colorization.image_processing_colorization import rgb_to_lab
+
+    return rgb_to_lab(torch.tensor(parse_color(colour), dtype=torch.float32).view(3, 1, 1) / 255.0)[:, 0, 0]
+
+
 def mean_chroma(lab) -> float:
     return lab[1:].norm(dim=0).mean().item()
 
@@ -381,3 +391,93 @@ def test_video_tab_colorizes_a_clip(space, photo_paths, tmp_path):
     long_clip = write_gray_clip(tmp_path / "long.mp4", photo_paths[1], MAX_FRAMES + 4, 64, 48)
     assert f"longer than the {MAX_FRAMES}-frame limit" in _app_error(
         client, handle_file(str(long_clip)), True, size=64, api_name="/colorize_video")
+
+
+# --------------------------------------------------------------------------------------------------
+# The "Hints & reference" tab's helpers (no server)
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def space_app():
+    return load_app()
+
+
+def test_click_maps_to_the_photo_pixel_through_a_smaller_shown_copy(space_app):
+    import gradio as gr
+
+    app = space_app
+    assert app.click_to_pixel((10, 20), (300, 200), (300, 200)) == (10, 20)
+    # a copy at half size: the clicked pixel's centre, in the photo's pixels
+    assert app.click_to_pixel((10, 20), (150, 100), (300, 200)) == (21, 41)
+    assert app.click_to_pixel((149, 99), (150, 100), (300, 200)) == (299, 199)  # never outside
+    for bad in (None, (1,), ("a", 2), (float("nan"), 3), (True, 2)):
+        with pytest.raises(gr.Error, match="a click should give the pixel"):
+            app.click_to_pixel(bad, (150, 100), (300, 200))
+
+
+def test_hint_list_add_recolour_undo_and_limits(space_app):
+    import gradio as gr
+
+    app = space_app
+    hints = app.add_hint([], 3, 4, "red")
+    hints = app.add_hint(hints, 5, 6, "rgba(0, 128, 255, 1)")
+    assert hints == [{"x": 3, "y": 4, "color": "#ff0000"}, {"x": 5, "y": 6, "color": "#0080ff"}]
+    recoloured = app.recolor_last_hint(hints, "#00ff00")
+    assert recoloured[-1]["color"] == "#00ff00" and hints[-1]["color"] == "#0080ff"  # a new list
+    assert app.undo_hint(recoloured) == hints[:1] and app.undo_hint([]) == []
+    html = app.hints_html(hints)
+    assert html.count("<tr>") == 3 and "#0080ff" in html and "No hints" in app.hints_html([])
+    with pytest.raises(gr.Error, match="hint 3"):
+        app.add_hint(hints, 1, 1, "not a colour")
+    with pytest.raises(gr.Error, match="no hint to colour yet"):
+        app.recolor_last_hint([], "#00ff00")
+    full = [{"x": 0, "y": 0, "color": "#000000"}] * app.MAX_HINTS
+    with pytest.raises(gr.Error, match=f"at most {app.MAX_HINTS} hints"):
+        app.add_hint(full, 1, 1, "red")
+
+
+def test_hint_canvas_draws_each_hint_in_its_colour(space_app):
+    pixels = np.full((200, 400, 3), 128, np.uint8)
+    canvas = space_app.hint_canvas(pixels, [{"x": 100, "y": 50, "color": "#ff0000"}], max_side=200)
+    assert canvas.size == (200, 100)  # scaled to max_side
+    rgb = np.asarray(canvas)
+    assert tuple(rgb[25, 50]) == (255, 0, 0) and tuple(rgb[90, 190]) == (128, 128, 128)
+
+
+def test_guided_options_check_the_strength_and_pass_the_reference(space_app):
+    import gradio as gr
+
+    options = space_app.guided_options([{"x": 1, "y": 1, "color": "red"}], ("/tmp/r.png", "r.png"), 0.5, 0.3,
+                                       "annealed_mean", 144)
+    assert options["reference"] == "/tmp/r.png" and options["reference_strength"] == 0.5 and options["hints"]
+    assert "hints" not in space_app.guided_options([], None, 0.5, 0.3, "annealed_mean", 144)
+    for bad, message in ((4, "reference strength must be in 0..3"), ("x", "reference strength must be a number")):
+        with pytest.raises(gr.Error, match=message):
+            space_app.guided_options([], None, bad, 0.3, "annealed_mean", 144)
+
+
+@pytest.mark.slow
+def test_guided_api_takes_hints_and_a_reference_and_names_bad_ones(space, photo_paths, tmp_path):
+    app, _, client, _, _ = space
+    from gradio_client import handle_file
+
+    photo, truth = photo_paths[1], lab_of(photo_paths[1])
+    call = dict(model=app.DEFAULT_LABEL, api_name="/colorize_guided")
+    none = dict(call, reference=None)
+    automatic = lab_of(client.predict(handle_file(str(photo)), [], **none))
+    x, y = 60, 50
+    hinted = lab_of(client.predict(handle_file(str(photo)), [{"x": x, "y": y, "color": "#1f3fff"}], **none))
+    blue = lab_of_colour("#1f3fff")
+
+    def to_blue(lab):
+        return (lab[1:, y - 2:y + 3, x - 2:x + 3] - blue[1:, None, None]).norm(dim=0).mean().item()
+
+    assert to_blue(hinted) < 0.6 * to_blue(automatic)
+    assert (hinted[0] - truth[0]).abs().mean().item() < 1.0  # L kept
+    guided = lab_of(client.predict(handle_file(str(photo)), [], reference=handle_file(str(photo)), **call))
+    assert ((guided[1:] - truth[1:]).norm(dim=0).mean() < (automatic[1:] - truth[1:]).norm(dim=0).mean() - 1.0)
+    message = _app_error(client, handle_file(str(photo)), [{"x": 5000, "y": 1, "color": "red"}], **none)
+    assert message.startswith("hint 0: (5000, 1) is outside"), message  # numbered as in the list sent
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    message = _app_error(client, handle_file(str(photo)), [], reference=handle_file(str(text)), **call)
+    assert "notes.jpg" in message and "reference" in message, message
