@@ -57,6 +57,9 @@ def add_arguments(parser) -> None:
     data.add_argument("--crop-size", type=network_size, default=d.crop_size, help="random-resized-crop side (multiple of 8)")
     data.add_argument("--shuffle-buffer", type=non_negative_int, default=d.shuffle_buffer,
                       help="records in the shuffle buffer (0 or 1: no shuffling)")
+    data.add_argument("--num-workers", type=non_negative_int, default=d.num_workers,
+                      help="DataLoader worker processes that decode and crop the images (0: in the training process); "
+                           "the batches are the same for any number (default %(default)s)")
     model = parser.add_argument_group("model")
     model.add_argument("--architecture", default=d.architecture, choices=ARCHITECTURES,
                        help="eccv16 (Zhang et al., default) or hypercolumn (Larsson et al.)")

@@ -166,6 +166,9 @@ def center_crop(im: Image.Image, size: int) -> Image.Image:
     return im.resize((size, size), Image.BICUBIC, box=(x, y, x + s, y + s))
 
 
+MIN_SIDE = 32  # shorter sides below this are too small to crop from ("tiny": skipped and counted)
+
+
 @dataclass
 class StreamStats:
     """Counts of what the stream yielded and skipped (per process)."""
@@ -174,10 +177,12 @@ class StreamStats:
     yielded: int = 0
     undecodable: int = 0
     grayscale: int = 0
+    tiny: int = 0
     skipped_keys: list = field(default_factory=list)
 
     def as_dict(self):
-        return {"seen": self.seen, "yielded": self.yielded, "undecodable": self.undecodable, "grayscale": self.grayscale}
+        return {"seen": self.seen, "yielded": self.yielded, "undecodable": self.undecodable, "grayscale": self.grayscale,
+                "tiny": self.tiny}
 
 
 class ColorizationStream:
@@ -188,14 +193,24 @@ class ColorizationStream:
     else every `world_size`-th record, so no sample is duplicated or dropped across ranks). Augmentation
     randomness derives from (seed, epoch, position) alone, so resuming at a saved `(epoch, position)`
     reproduces the uninterrupted run exactly.
+
+    Decoding and cropping run in `torch.utils.data.DataLoader` (in this process for `num_workers` 0,
+    else in that many worker processes). This process reads the raw records (bytes, cheap) in stream
+    order and the DataLoader deals them out to its workers as the "indices" of a map-style dataset
+    (`_DecodeRecords`), returning the crops in that order. The stream is therefore the same, item for
+    item, for any number of workers (a run may resume with another number), and any number works with
+    any count of shards.
     """
 
     def __init__(self, source, split="train", image_column="image", crop_size=176, seed=0,
-                 rank=0, world_size=1, shuffle_buffer=256, train=True, skip_gray=True):
+                 rank=0, world_size=1, shuffle_buffer=256, train=True, skip_gray=True, num_workers=0, prefetch=32):
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise UsageError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         self.dataset = open_stream(source, split, image_column)
         self.image_column = image_column
         self.crop_size, self.seed, self.rank, self.world_size = crop_size, seed, rank, world_size
         self.shuffle_buffer, self.train, self.skip_gray = shuffle_buffer, train, skip_gray
+        self.num_workers, self.prefetch = num_workers, max(1, int(prefetch))
         self.epoch, self.position = 0, 0  # position = raw records consumed by this rank in this epoch
         self.stats = StreamStats()
 
@@ -217,42 +232,114 @@ class ColorizationStream:
             ds = split_dataset_by_node(ds, rank=self.rank, world_size=self.world_size)
         return iter(ds)
 
-    def __iter__(self) -> Iterator[dict]:
-        """Yield `{"rgb": uint8 tensor (3, S, S), "key": str}` forever (train) or once (eval)."""
+    def _raw(self, epoch, position) -> Iterator[tuple]:
+        """(record, epoch, position after it) for every raw record from (`epoch`, `position`) on, undecoded;
+        forever (train) or to the end of the epoch (eval)."""
         while True:
-            records = self._epoch_records(self.epoch)
-            for _ in range(self.position):  # resume: skip raw records already consumed (cheap, undecoded)
+            records = self._epoch_records(epoch)
+            for _ in range(position):  # resume: skip raw records already consumed (cheap, undecoded)
                 next(records, None)
-            produced = False
+            any_record = position > 0
             for record in records:
-                if "image" not in record:
-                    if self.image_column not in record:
-                        raise DataSourceError(f"no column {self.image_column!r} in the stream (columns: {', '.join(record)})")
-                    record["image"] = record[self.image_column]
-                self.position += 1
-                self.stats.seen += 1
-                im = decode_record_image(record)
-                key = str(record.get("key") or (record["image"] or {}).get("path") or self.stats.seen)
-                if im is None:
-                    self.stats.undecodable += 1
-                    self.stats.skipped_keys.append(key)
-                    continue
-                if self.skip_gray and is_grayscale(im):
-                    self.stats.grayscale += 1
-                    continue
-                if self.train:
-                    rng = random.Random(zlib.crc32(f"{self.seed}/{self.epoch}/{self.rank}/{self.position}".encode()))
-                    im = random_resized_crop(im.convert("RGB"), self.crop_size, rng)
-                else:
-                    im = center_crop(im.convert("RGB"), self.crop_size)
-                self.stats.yielded += 1
-                produced = True
-                yield {"rgb": torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1), "key": key}
+                any_record = True
+                position += 1
+                yield record, epoch, position
             if not self.train:
                 return
-            if not produced and self.position == 0:
-                raise DataSourceError("the stream yielded no usable colour images")
-            self.epoch, self.position = self.epoch + 1, 0
+            if not any_record:
+                raise DataSourceError("the stream holds no records")
+            epoch, position = epoch + 1, 0
+
+    def _item(self, record, epoch, position) -> dict:
+        """One raw record -> {"epoch", "position", "key", "skip": None or why, "rgb": crop or None}."""
+        if "image" not in record:
+            if self.image_column not in record:
+                raise DataSourceError(f"no column {self.image_column!r} in the stream (columns: {', '.join(record)})")
+            record["image"] = record[self.image_column]
+        image = record["image"]
+        key = str(record.get("key") or (image.get("path") if isinstance(image, dict) else None) or f"record {position}")
+        out = {"epoch": epoch, "position": position, "key": key, "skip": None, "rgb": None}
+        im = decode_record_image(record)
+        if im is None:
+            out["skip"] = "undecodable"
+        elif self.skip_gray and is_grayscale(im):
+            out["skip"] = "grayscale"
+        elif self.train and min(im.size) < MIN_SIDE:
+            out["skip"] = "tiny"
+        else:
+            if self.train:
+                rng = random.Random(zlib.crc32(f"{self.seed}/{epoch}/{self.rank}/{position}".encode()))
+                im = random_resized_crop(im.convert("RGB"), self.crop_size, rng)
+            else:
+                im = center_crop(im.convert("RGB"), self.crop_size)
+            out["rgb"] = torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)
+        return out
+
+    def _items(self) -> Iterator[dict]:
+        """`_item` of every raw record from the current state on, in stream order, decoded by the DataLoader."""
+        extra = {"prefetch_factor": self.prefetch} if self.num_workers else {}
+        loader = torch.utils.data.DataLoader(_DecodeRecords(self), batch_size=None, num_workers=self.num_workers,
+                                             sampler=_RawRecords(self, self.epoch, self.position), **extra)
+        try:
+            yield from loader
+        except RuntimeError as err:
+            if "DataLoader worker" not in str(err):
+                raise
+            raise DataSourceError(f"a data worker died ({one_line(err)}); the run can resume from its last "
+                                  "checkpoint (run the same command again)") from None
+
+    def __iter__(self) -> Iterator[dict]:
+        """Yield `{"rgb": uint8 tensor (3, S, S), "key": str}` forever (train) or once (eval)."""
+        items = self._items()
+        epoch_start = (self.epoch, self.position, self.stats.yielded)
+        for item in items:
+            if "error" in item:  # raised in a worker: the same one line here
+                raise DataSourceError(item["error"])
+            if item["epoch"] != self.epoch:  # an epoch ended; one that started at 0 must have given something
+                if epoch_start[1] == 0 and self.stats.yielded == epoch_start[2]:
+                    raise DataSourceError(f"the stream yielded no usable colour images ({self._skipped()})")
+                epoch_start = (item["epoch"], 0, self.stats.yielded)
+            self.epoch, self.position = item["epoch"], item["position"]
+            self.stats.seen += 1
+            if item["skip"]:
+                setattr(self.stats, item["skip"], getattr(self.stats, item["skip"]) + 1)
+                if item["skip"] == "undecodable":
+                    self.stats.skipped_keys.append(item["key"])
+                continue
+            self.stats.yielded += 1
+            yield {"rgb": item["rgb"], "key": item["key"]}
+
+    def _skipped(self) -> str:
+        s = self.stats
+        return f"{s.seen} records: {s.undecodable} undecodable, {s.grayscale} grayscale, {s.tiny} tiny"
+
+
+class _RawRecords:
+    """The DataLoader's "sampler": the raw records of `stream._raw`, read in this process."""
+
+    def __init__(self, stream, epoch, position):
+        self.stream, self.epoch, self.position = stream, epoch, position
+
+    def __iter__(self):
+        return self.stream._raw(self.epoch, self.position)
+
+
+class _DecodeRecords(torch.utils.data.Dataset):
+    """What a DataLoader worker computes for one raw record: `stream._item` (errors as one-line items, so
+    the main process raises them as they are, not as a worker traceback)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __getitem__(self, raw):
+        try:
+            return self.stream._item(*raw)
+        except ColorizeError as err:
+            return {"error": one_line(err)}
+        except Exception as err:  # noqa: BLE001 - anything else in a worker: named, in one line
+            info = torch.utils.data.get_worker_info()
+            where = f"data worker {info.id}" if info is not None else "data decoding"
+            return {"error": f"{where}: {type(err).__name__}: {one_line(err)}"}
 
 
 def batches(stream: Iterator[dict], batch_size: int) -> Iterator[dict]:

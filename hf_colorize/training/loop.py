@@ -50,6 +50,7 @@ ECCV16_ONLY = ("bins", "loss", "focal_gamma", "prior", "prior_images", "rebalanc
 HYPERCOLUMN_ONLY = ("color_space", "lab_histogram", "hypercolumn_layers", "hidden_size", "fc_channels", "sample_pixels",
                     "init_backbone")
 NORMS = ("batch", "group", "none")
+MAX_WORKERS = 64  # data workers per process: beyond any machine's use, and each holds a decode buffer
 LR_SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 REPORTERS = ("tensorboard", "none")
@@ -73,6 +74,9 @@ class TrainingConfig:
     eval_images: int = 64
     crop_size: int = 176  # random-resized-crop side, a multiple of 8
     shuffle_buffer: int = 512
+    # DataLoader worker processes that decode and crop (0: in this process); the stream is the same for
+    # any number (training/data.py), so this changes speed only: benchmarks/train_input_benchmark.py
+    num_workers: int = 1
     # model
     architecture: str = "eccv16"  # or "hypercolumn" (Larsson et al.)
     init_from: Optional[str] = None  # fine-tune this model (folder or Hub id)
@@ -209,6 +213,8 @@ def check_config(config: TrainingConfig) -> None:
                  "fc_channels", "sample_pixels"):
         if getattr(c, name) < 1:
             raise UsageError(f"{_flag(name)} must be >= 1, got {getattr(c, name)}")
+    if isinstance(c.num_workers, bool) or not isinstance(c.num_workers, int) or not 0 <= c.num_workers <= MAX_WORKERS:
+        raise UsageError(f"--num-workers must be an integer in 0..{MAX_WORKERS}, got {c.num_workers!r}")
     for name in ("shuffle_buffer", "warmup_steps", "seed", "checkpoint_every", "checkpoints_total_limit", "eval_every"):
         if getattr(c, name) < 0:
             raise UsageError(f"{_flag(name)} must be >= 0, got {getattr(c, name)}")
@@ -548,7 +554,9 @@ def train(config=None, **overrides) -> str:
     model = build_model(config)
     stream = ColorizationStream(config.dataset, config.split, config.image_column, crop_size=config.crop_size,
                                 seed=config.seed, rank=accelerator.process_index,
-                                world_size=accelerator.num_processes, shuffle_buffer=config.shuffle_buffer)
+                                world_size=accelerator.num_processes, shuffle_buffer=config.shuffle_buffer,
+                                num_workers=config.num_workers,
+                                prefetch=-(-2 * config.batch_size * config.grad_accum // max(1, config.num_workers)))
 
     checkpoints = [] if config.no_resume else list_checkpoints(config.output_dir)
     resume_dir = config.resume_from or (checkpoints[-1] if checkpoints else None)
@@ -600,17 +608,19 @@ def train(config=None, **overrides) -> str:
     data = batches(iter(stream), config.batch_size)
     show_bar = accelerator.is_main_process and (sys.stderr.isatty() if config.progress is None else config.progress)
     bar = tqdm(total=config.max_steps, initial=step, desc="train", disable=not show_bar)
-    t0, seen = time.time(), 0
+    t0, seen, waited = time.time(), 0, 0.0
     try:
         while step < config.max_steps:
             loss_sum = 0.0
             for micro in range(config.grad_accum):
+                t_wait = time.perf_counter()
                 batch = next(data)  # DataSourceError (e.g. no usable images) propagates as it is
+                waited += time.perf_counter() - t_wait
                 if sample_log:
                     sample_log.write("\n".join(batch["keys"]) + "\n")
-                pixel_values, labels = lab_batch(batch["rgb"])
-                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last).to(device)
-                labels = labels.to(device)
+                # colour conversion on the training device, for the whole batch (uint8 travels: 4x less than float)
+                pixel_values, labels = lab_batch(batch["rgb"].to(device, non_blocking=True))
+                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
                 # hints seeded by (seed, step, rank, micro) alone: a resumed run draws the same ones
                 hints = hint_kwargs(config, unwrapped, labels,
                                     step_generator(config.seed, step, accelerator.process_index, micro))
@@ -628,13 +638,15 @@ def train(config=None, **overrides) -> str:
             step += 1
             bar.update(1)
             if step % config.log_every == 0 or step == config.max_steps:
-                rate = seen / max(1e-9, time.time() - t0)
-                logs = {"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0], "train/images_per_s": rate}
+                elapsed = max(1e-9, time.time() - t0)
+                rate, wait_share = seen / elapsed, waited / elapsed
+                logs = {"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0], "train/images_per_s": rate,
+                        "train/data_wait_share": wait_share}
                 logs.update({f"data/{k}": v for k, v in stream.stats.as_dict().items()})
                 bar.set_postfix(loss=f"{loss_sum:.3f}", img_s=f"{rate:.1f}")
                 if not show_bar:  # logs and pipes get one line per logged step instead of a bar
-                    accelerator.print(f"step {step}: loss={loss_sum:.4f} lr={logs['train/lr']:.3g} images/s={rate:.1f}",
-                                      flush=True)
+                    accelerator.print(f"step {step}: loss={loss_sum:.4f} lr={logs['train/lr']:.3g} images/s={rate:.1f} "
+                                      f"data_wait={wait_share:.1%}", flush=True)
                 accelerator.log(logs, step=step)
             if (config.eval_split or config.eval_dataset) and config.eval_every and step % config.eval_every == 0:
                 if accelerator.is_main_process:
