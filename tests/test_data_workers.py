@@ -4,6 +4,7 @@ workers than shards included), resumes exactly (also with another N), skips and 
 tiny files, and reports a dead worker in one line."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,24 +14,18 @@ from PIL import Image
 from hf_colorize.common import DataSourceError
 from hf_colorize.training import data as data_module
 from hf_colorize.training.data import ColorizationStream, pack_folder
+from test_data import photo_folder  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="module")
-def mixed_folder(tmp_path_factory, many_photo_files):
-    """16 real colour photos, 2 gray ones, a truncated file, a text file named .jpg, a tiny colour image and a
-    huge-header PNG: packed into 4 parquet shards."""
+def mixed_folder(tmp_path_factory, photo_folder):
+    """test_data's photo folder (18 real colour photos, 2 gray, a truncated file and a text file named .jpg)
+    plus a tiny colour image and a huge-header PNG; and the same packed into 5 parquet shards."""
     from test_space import bomb_png
 
     folder = tmp_path_factory.mktemp("mixed")
-    colour = [p for p in many_photo_files[:60] if Image.open(p).mode == "RGB"][:16]
-    gray = [p for p in many_photo_files if Image.open(p).mode == "L"][:2]
-    for p in colour + gray:
-        with Image.open(p) as im:
-            im.thumbnail((128, 128))
-            im.save(folder / (p.stem + ".jpg"), quality=90)
-    data = (folder / (colour[0].stem + ".jpg")).read_bytes()
-    (folder / "zz_truncated.jpg").write_bytes(data[: len(data) // 3])
-    (folder / "zz_text.jpg").write_text("this is not a JPEG")
+    for path in photo_folder.iterdir():
+        shutil.copy(path, folder / path.name)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 20, 3), dtype=np.uint8)).save(folder / "zz_tiny.png")
     bomb_png(folder / "zz_huge.png")
     packed = tmp_path_factory.mktemp("mixed_packed")
@@ -62,8 +57,8 @@ def test_workers_give_the_same_stream_as_in_process_decoding(mixed_folder, sourc
     monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
     counts, size = ((0, 1, 3, 7), 40) if source == "folder" else ((0, 2, 7), 40)
     streams = {n: ColorizationStream(path, crop_size=32, seed=3, shuffle_buffer=8, num_workers=n) for n in counts}
-    taken = {n: _take(s, size) for n, s in streams.items()}  # more than one epoch of 16
-    assert len(taken[0]) == size and len({k for k, _ in taken[0]}) == 16
+    taken = {n: _take(s, size) for n, s in streams.items()}  # more than two epochs of 18
+    assert len(taken[0]) == size and len({k for k, _ in taken[0]}) == 18
     for n in counts[1:]:  # 7 workers for 4 shards (and for a folder of 22 files)
         assert _same(taken[n], taken[0]), n
         assert streams[n].state_dict() == streams[0].state_dict()
@@ -87,7 +82,7 @@ def test_eval_stream_with_workers_ends_after_one_pass(mixed_folder):
     path = str(mixed_folder[1])
     once = [k for k, _ in _take(ColorizationStream(path, crop_size=32, train=False), 100)]
     with_workers = [k for k, _ in _take(ColorizationStream(path, crop_size=32, train=False, num_workers=3), 100)]
-    assert with_workers == once and len(once) == 17  # 16 colour + the tiny one (eval crops it); gray skipped
+    assert with_workers == once and len(once) == 19  # 18 colour + the tiny one (eval crops it); gray skipped
 
 
 def test_a_folder_with_no_usable_image_fails_in_one_line(tmp_path):
