@@ -34,6 +34,8 @@ def main():
     parser.add_argument("--size", type=int, default=None, help="network input size (default: the export's)")
     parser.add_argument("--temperature", type=float, default=None, help="annealed-mean T (default: the export's)")
     parser.add_argument("--out", default=OUT)
+    parser.add_argument("--data", default=None,
+                        help="the training photos, their sources and terms, in a sentence (recorded as `data`)")
     args = parser.parse_args()
 
     model = AutoModel.from_pretrained(args.export, dtype=torch.float32)
@@ -49,15 +51,24 @@ def main():
     ColorizationImageProcessor(size=model.config.image_size).save_pretrained(tmp)
     with open(os.path.join(args.export, "training_args.json")) as f:
         stages = [json.load(f)]
-    while stages[0].get("init_from") and os.path.exists(os.path.join(stages[0]["init_from"], "training_args.json")):
-        with open(os.path.join(stages[0]["init_from"], "training_args.json")) as f:  # the runs it started from
-            stages.insert(0, json.load(f))
+    while True:  # the runs it started from, oldest first
+        first = stages[0]
+        if first.get("init_from_args"):  # a packaged model: its own stages are recorded inside it
+            stages[:1] = [*first["init_from_args"],
+                          {k: v for k, v in first.items() if k not in ("init_from_args", "description", "data")}]
+        elif first.get("init_from") and os.path.exists(os.path.join(first["init_from"], "training_args.json")):
+            with open(os.path.join(first["init_from"], "training_args.json")) as f:
+                stages.insert(0, json.load(f))
+        else:
+            break
     record = dict(stages[-1], width=model.config.width_multiplier)  # older trainers recorded the unused --width
     if len(stages) > 1:  # flat keys stay the last stage's (the model card's recipe table reads them)
         record["init_from_args"] = stages[:-1]
         record["description"] = "Trained in stages: " + "; then ".join(
             f"{a['max_steps']} steps at lr {a['lr']} ({a['lr_schedule']}, {a['warmup_steps']} warm-up)" for a in stages
         ) + f". Inference defaults: network input {model.config.image_size} px, T = {model.config.decode_temperature}."
+    if args.data:
+        record["data"] = args.data
     with open(os.path.join(tmp, "training_args.json"), "w") as f:
         json.dump(record, f, indent=2)
         f.write("\n")

@@ -223,3 +223,21 @@ def default_model_dir():
     if not os.path.isfile(os.path.join(hf_colorize.DEFAULT_MODEL, "config.json")):
         pytest.fail(f"embedded default model missing at {hf_colorize.DEFAULT_MODEL}")
     return pathlib.Path(hf_colorize.DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def plain_default_dir(tmp_path_factory, default_model_dir):
+    """The embedded default without its hint inputs: a plain ECCV16 model that computes exactly what the
+    hint-trained default computes without hints (its hint layers add zero then). For tests of the
+    training-free guidance path, which plain bin models take."""
+    from hf_colorize import ColorizationImageProcessor, ColorizationModel
+
+    hinted = ColorizationModel.from_pretrained(default_model_dir)
+    config = hinted.config.__class__.from_dict(hinted.config.to_dict())
+    config.hint_inputs = config.global_hints = config.hint_shortcut = False
+    plain = ColorizationModel(config)
+    plain.load_state_dict({k: v for k, v in hinted.state_dict().items() if "hint" not in k})
+    out = tmp_path_factory.mktemp("plain_default")
+    plain.save_pretrained(out)
+    ColorizationImageProcessor.from_pretrained(default_model_dir).save_pretrained(out)
+    return out

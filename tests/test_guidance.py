@@ -30,8 +30,8 @@ from tests.cli_helpers import run_cli
 
 
 @pytest.fixture(scope="module")
-def colorizer():
-    return Colorizer.from_pretrained(hf_colorize.DEFAULT_MODEL)
+def colorizer(plain_default_dir):
+    return Colorizer.from_pretrained(plain_default_dir)  # a plain bin model: the training-free path
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +195,11 @@ def test_batch_hints_by_position_and_by_name_and_a_bad_hint_costs_one_image(colo
         Colorizer(colorizer.model, hints=hint)
 
 
-def test_pipeline_takes_the_same_guidance(colorizer, astronaut):
-    colorize = pipeline("image-colorization", model=hf_colorize.DEFAULT_MODEL)
+@pytest.mark.parametrize("which", ["plain", "hint-trained"])
+def test_pipeline_takes_the_same_guidance(which, colorizer, astronaut):
+    if which == "hint-trained":  # the embedded default: hints and the reference go to its network inputs
+        colorizer = Colorizer.from_pretrained(hf_colorize.DEFAULT_MODEL)
+    colorize = pipeline("image-colorization", model=colorizer.model, image_processor=colorizer.image_processor)
     hints = [(60, 200, "#c81e1e")]
     ours = colorizer(astronaut, hints=hints, reference=["#87ceeb"], output_type="np")
     theirs = colorize(astronaut, hints=hints, reference=["#87ceeb"], output_type="np")

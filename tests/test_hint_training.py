@@ -66,13 +66,15 @@ def test_config_round_trip_and_validation(tmp_path):
     assert ColorizationConfig.from_pretrained(tmp_path).hint_shortcut is False  # saved without: off
 
 
-def test_old_config_loads_without_hints_and_computes_what_it_did(default_model_dir):
-    """The embedded default's config.json predates the switches: both off, no new weights, and forward is
-    still exactly blocks -> classifier (the code before hint inputs existed)."""
-    raw = json.load(open(default_model_dir / "config.json"))
-    assert "hint_inputs" not in raw and "global_hints" not in raw
-    model = ColorizationModel.from_pretrained(default_model_dir).eval()
+def test_old_config_loads_without_hints_and_computes_what_it_did():
+    """A model saved by hf-colorize 0.1 (tests/data/legacy_model_v0.1) predates the switches: all off, no new
+    weights, and forward is still exactly blocks -> classifier (the code before hint inputs existed)."""
+    legacy = os.path.join(os.path.dirname(__file__), "data", "legacy_model_v0.1")
+    raw = json.load(open(os.path.join(legacy, "config.json")))
+    assert "hint_inputs" not in raw and "global_hints" not in raw and "hint_shortcut" not in raw
+    model = ColorizationModel.from_pretrained(legacy).eval()
     assert model.config.hint_inputs is False and model.config.global_hints is False
+    assert model.config.hint_shortcut is False
     assert not [k for k in model.state_dict() if "hints" in k]
     x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0)) - 0.5
     with torch.no_grad():
@@ -188,11 +190,11 @@ def test_hint_input_maps():
 # --------------------------------------------------------------------------------------------------
 # growing a plain model
 # --------------------------------------------------------------------------------------------------
-def test_grown_default_model_gives_identical_logits(default_model_dir, photo_paths, tmp_path):
-    """The embedded default grown into a hint model: same logits exactly, with or without hints, until trained;
-    the grown model saves and loads with its (trained) hint weights."""
-    plain = ColorizationModel.from_pretrained(default_model_dir).eval()
-    processor = ColorizationImageProcessor.from_pretrained(default_model_dir)
+def test_grown_default_model_gives_identical_logits(plain_default_dir, photo_paths, tmp_path):
+    """The embedded default's trunk (without its hint layers) grown into a hint model: same logits exactly, with
+    or without hints, until trained; the grown model saves and loads with its (trained) hint weights."""
+    plain = ColorizationModel.from_pretrained(plain_default_dir).eval()
+    processor = ColorizationImageProcessor.from_pretrained(plain_default_dir)
     pixel_values = processor([str(p) for p in photo_paths[:2]], size=96).pixel_values
     grown = ColorizationModel.from_plain(plain)
     assert grown.config.hint_inputs and grown.config.global_hints and not plain.config.hint_inputs
