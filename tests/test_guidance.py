@@ -150,6 +150,23 @@ def test_reference_pulls_colours_towards_it_and_keeps_l(colorizer):
     assert torch.equal(off, plain)
 
 
+def test_hint_trained_default_takes_the_reference_with_its_strength():
+    """The embedded default feeds the reference to its global-hint input; the strength scales what it does:
+    0 is no change; 0.5 (the default) and 1 both lower the error to the true colours, 0.5 the most here."""
+    hinted = Colorizer.from_pretrained(hf_colorize.DEFAULT_MODEL)
+    assert hinted.hint_inputs == (True, True)
+    photo = np.asarray(Image.fromarray(data.coffee()).resize((200, 150), Image.BICUBIC))
+    truth, gray = _lab(photo), _gray(photo)
+    plain = hinted(gray, output_type="lab")
+    errors = []
+    for strength in (0.0, 0.5, 1.0):
+        out = hinted(gray, output_type="lab", reference=photo, reference_strength=strength)
+        assert torch.equal(out[0], plain[0])
+        errors.append((out[1:] - truth[1:]).norm(dim=0).mean().item())
+    assert errors[0] == pytest.approx((plain[1:] - truth[1:]).norm(dim=0).mean().item(), abs=1e-4)
+    assert errors[1] < 0.6 * errors[0] and errors[1] < errors[2] < 0.8 * errors[0], errors
+
+
 def test_weights_without_a_prior_use_the_documented_fallback(colorizer, tiny_model_dir):
     tiny = Colorizer.from_pretrained(tiny_model_dir)
     assert torch.allclose(model_prior(tiny.model), fallback_prior(tiny.model.ab_bins))

@@ -212,7 +212,7 @@ class GuidedPhoto:
         """The colorized photo, uint8 `(H, W, 3)`, with `guidance` (a `Guidance` or None) the public way."""
         c, pv = self.colorizer, self.pixel_values[None]
         net = c.network_inputs([guidance], pv.shape[-1]) if guidance is not None else {}
-        logits = c.logits(pv, **net) if net else self.logits[None]  # hint inputs change the network pass
+        logits = c.network_logits(pv, [guidance]) if net else self.logits[None]  # hint inputs change the network pass
         if guidance is not None:
             logits = c.guided_logits(logits, [self.l_full], [guidance])
         return self._finish(logits, guidance)

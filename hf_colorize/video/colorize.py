@@ -163,8 +163,7 @@ class VideoColorizer:
         """The network (with a hint-trained model's hint inputs from `net_guidance`) and the training-free
         guidance of `logit_guidance` on its logits: what `Colorizer.predict_ab` does before decoding."""
         c = self.colorizer
-        net = c.network_inputs(net_guidance, pixel_values.shape[-1]) if any(net_guidance) else {}
-        logits = c.logits(pixel_values, self.precision, **net)
+        logits = c.network_logits(pixel_values, net_guidance, self.precision)
         if any(logit_guidance):
             logits = c.guided_logits(logits, l_full, logit_guidance)
         return logits

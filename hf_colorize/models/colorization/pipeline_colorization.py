@@ -406,16 +406,17 @@ class Colorizer:
     def guided_logits(self, logits: torch.Tensor, l_full: List[torch.Tensor],
                       guidance: List[Optional[Guidance]]) -> torch.Tensor:
         """The training-free guidance on bin logits `(B, Q, h, w)` (each image's full-resolution L `(1, H, W)`
-        and `Guidance` or None): the prior swap for a reference and the pinning of point hints, each where the
-        model has no network input for it."""
-        local, global_ = self.hint_inputs
+        and `Guidance` or None): the prior swap for a reference where the model has no global-hint input, and
+        the pinning of point hints always: on a hint-trained model it comes on top of the network's hint inputs
+        (network inputs alone gave +2.7 dB at 10 hints, pinning alone +4.1, both +4.1: docs/guidance.md)."""
+        _, global_ = self.hint_inputs
         out = []
         for i, g in enumerate(guidance):
             x = logits[i]
             if g is not None and g.reference is not None and not global_ and g.strength > 0:
                 bias = prior_swap_bias(g.reference, model_prior(self.model), self.model.ab_bins.detach().cpu(), g.strength)
                 x = x + bias.to(x.device, x.dtype)[:, None, None]
-            if g is not None and g.hints and not local:
+            if g is not None and g.hints:
                 x = pin_hints(x, g.hint_field(l_full[i]), self.model.ab_bins.detach())
             out.append(x)
         return torch.stack(out)
@@ -451,10 +452,10 @@ class Colorizer:
     def render(self, l_full: torch.Tensor, ab: torch.Tensor, output_type: Optional[str] = None,
                guidance: Optional[Guidance] = None):
         """Full-resolution L `(1, H, W)` + ab `(2, h, w)` -> the colorized image (PIL by default). With point
-        hints that went the training-free way, the full-resolution ab is blended towards the hint colours along
-        the photo's edges (`HintField.blend`); L is kept."""
+        hints, the full-resolution ab is blended towards the hint colours along the photo's edges
+        (`HintField.blend`), for hint-trained models too; L is kept."""
         refine = None
-        if guidance is not None and guidance.hints and not self.hint_inputs[0]:
+        if guidance is not None and guidance.hints:
             hint_field: HintField = guidance.hint_field(l_full)
             size = tuple(l_full.shape[-2:])
 
@@ -469,14 +470,35 @@ class Colorizer:
         one `Guidance` (or None) per image, with each image's full-resolution L `l_full` (for point hints)."""
         opts = self._resolved(options)
         guided = guidance is not None and any(g is not None for g in guidance)
-        net = self.network_inputs(guidance, pixel_values.shape[-1]) if guided else {}
-        logits = self.logits(pixel_values, opts["precision"], **net)
+        logits = self.network_logits(pixel_values, guidance if guided else None, opts["precision"])
         if guided:
             if l_full is None and any(g is not None and g.hints for g in guidance):
                 raise ValueError("predict_ab: point hints need each image's full-resolution L (l_full)")
             logits = self.guided_logits(logits, l_full, guidance)
         return self.decode(logits, opts["temperature"], opts["decode_mode"], opts["seed"], pixel_values=pixel_values,
                            chromatic_fading=opts["chromatic_fading"], fading_eta=opts["fading_eta"]).cpu()
+
+    def network_logits(self, pixel_values: torch.Tensor, guidance: Optional[List[Optional[Guidance]]] = None,
+                       precision: Optional[str] = None) -> torch.Tensor:
+        """`logits` with a hint-trained model's inputs from `guidance` (one `Guidance` or None per image;
+        `network_inputs`) and its reference strength (`_scaled_global_hint`): the network pass of every
+        guided path (this colorizer, the video colorizer, the guidance evaluation)."""
+        net = self.network_inputs(guidance, pixel_values.shape[-1]) if guidance and any(guidance) else {}
+        logits = self.logits(pixel_values, precision, **net)
+        if "global_hint" in net:
+            logits = self._scaled_global_hint(logits, pixel_values, precision, net, guidance)
+        return logits
+
+    def _scaled_global_hint(self, logits, pixel_values, precision, net, guidance) -> torch.Tensor:
+        """A hint-trained model's reference strength s: its logits moved s times the way the global hint moves
+        them (0: as without the reference, 1: the network's own use, above 1: further), so that
+        `reference_strength` means for these models what it means for the prior swap of the others."""
+        strengths = torch.tensor([g.strength if g is not None and g.reference is not None else 1.0 for g in guidance])
+        if bool((strengths == 1.0).all()):
+            return logits
+        without = self.logits(pixel_values, precision, **{k: v for k, v in net.items() if k != "global_hint"})
+        scale = strengths.to(logits.device, logits.dtype)[:, None, None, None]
+        return without + scale * (logits - without)
 
     def predicted_color(self, image, x: float, y: float, **options) -> str:
         """The colour ("#rrggbb") this colorizer gives pixel (x, y) of `image` (with any guidance in `options`):
