@@ -628,7 +628,7 @@ def build_demo(models: ModelCache = None) -> gr.Blocks:
             decode_mode = gr.Dropdown(DECODE_CHOICES, value=default_decode, label="Decoding mode", scale=2)
             temperature = gr.Slider(
                 0.05, 1.0, value=default_temperature, step=0.01, label="Temperature", scale=3,
-                info="Lower = more vivid (towards the most likely colour); higher = more conservative (towards the average).",
+                info="Lower = towards the most likely colour; higher = towards the average (1 = the mean).",
             )
             size = gr.Slider(
                 SIZE_RANGE[0], SIZE_RANGE[1], value=default_size, step=8, label="Processing size", scale=3,

@@ -71,7 +71,7 @@ def add_inference_options(parser, batch_size: int = 4, device_default: str = Non
     group.add_argument("--model", metavar="M", default=None,
                        help="model folder or Hub id (default: the embedded model, hf_colorize.DEFAULT_MODEL)")
     group.add_argument("--temperature", type=positive_float, metavar="T",
-                       help="annealed-mean temperature: lower is more vivid, 1 is the mean (default: the model's "
+                       help="annealed-mean temperature: lower is towards the most likely colour, 1 is the mean (default: the model's "
                             "decode_temperature; the embedded model's is 0.25)")
     group.add_argument("--decode-mode", "--decode", dest="decode_mode", choices=DECODE_MODES, metavar="MODE",
                        help=f"decoding of the bin distribution: {', '.join(DECODE_MODES)} (default: the model's)")
