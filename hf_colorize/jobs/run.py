@@ -159,6 +159,7 @@ def run_dataset_job(job: DatasetJob, on_failure: Optional[Callable[[str, str], N
         summary["manifest_path"] = mf.write_manifest(out, manifest)
         write_card(out, manifest)
         summary["manifest"] = manifest
+    ranks.close()
     return summary
 
 
