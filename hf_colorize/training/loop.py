@@ -446,15 +446,14 @@ def build_model(config):
     return model
 
 
-HINT_MODULES = ("local_hints.", "local_hint_shortcut.", "global_hints.")
-
-
 def param_groups(model, config) -> list:
     """Adam's parameter groups: the trunk at --lr and, when training hints, the hint layers at --lr x
     --hint-lr-scale (the scheduler scales both alike)."""
+    from hf_colorize.models.colorization.modeling_colorization import HINT_MODULE_PREFIXES
+
     trunk, hint = [], []
     for name, param in model.named_parameters():
-        (hint if config.hints and name.startswith(HINT_MODULES) else trunk).append(param)
+        (hint if config.hints and name.startswith(HINT_MODULE_PREFIXES) else trunk).append(param)
     groups = [{"params": trunk, "lr": config.lr}]
     if hint:
         groups.append({"params": hint, "lr": config.lr * config.hint_lr_scale})

@@ -267,6 +267,10 @@ class LocalHintEncoder(nn.Conv2d):
         return super().forward(torch.cat((hint_ab / AB_NORM, hint_mask), dim=1))
 
 
+# the weight-name prefixes of the hint layers (what `from_plain` adds; what training gives its own learning rate)
+HINT_MODULE_PREFIXES = ("local_hints.", "local_hint_shortcut.", "global_hints.")
+
+
 class LocalHintShortcut(nn.Conv2d):
     """Local hints at block 5's input: each 8x8 cell of the hint map becomes (mean hint ab / 110, 1) where
     it holds a hint and zeros where it holds none, then a 3x3 convolution to block 5's channels. The
@@ -470,8 +474,7 @@ class ColorizationModel(ColorizationPreTrainedModel):
         param = next(model.parameters())
         grown = cls(config).to(device=param.device, dtype=param.dtype)
         missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-        new = ("local_hints.", "local_hint_shortcut.", "global_hints.")
-        if unexpected or any(not k.startswith(new) for k in missing):
+        if unexpected or any(not k.startswith(HINT_MODULE_PREFIXES) for k in missing):
             raise ValueError(f"cannot grow the model: weights do not match (missing {missing}, unexpected {unexpected})")
         return grown.train(model.training)
 
@@ -615,6 +618,7 @@ __all__ = [
     "GlobalHintProjection",
     "LocalHintEncoder",
     "LocalHintShortcut",
+    "HINT_MODULE_PREFIXES",
     "hint_input_maps",
     "decode_ab",
     "soft_encode",
