@@ -112,6 +112,44 @@ def test_a_dead_worker_is_reported_in_one_line(mixed_folder, monkeypatch):
     assert message.endswith("the run can resume from its last checkpoint (run the same command again)")
 
 
+def test_a_worker_dying_mid_training_stops_the_run_in_one_line_and_it_resumes(colour_folder, tmp_path, capsys,
+                                                                               monkeypatch):
+    """A worker killed while the trainer is busy (torch then raises from its SIGCHLD handler, anywhere in
+    the step, or fails on a queued item's connection): one line, exit 1, and the same command resumes."""
+    import threading
+    import time
+
+    from cli_helpers import run_cli
+    from hf_colorize.training.loop import list_checkpoints
+
+    decode = data_module.decode_record_image
+    armed = []
+
+    def dies_soon(record, *args, **kwargs):
+        if torch.utils.data.get_worker_info() is not None:
+            if not armed:  # once per worker process (each has its own copy of `armed`)
+                armed.append(threading.Timer(2.0, os._exit, (3,)))
+                armed[0].start()
+            time.sleep(0.01)  # keep the run going past the worker's death
+        return decode(record, *args, **kwargs)
+
+    command = ["train", "--dataset", str(colour_folder), "--output-dir", str(tmp_path / "run"), "--width", "0.125",
+               "--crop-size", "32", "--batch-size", "4", "--max-steps", "400", "--checkpoint-every", "5",
+               "--prior-images", "8", "--shuffle-buffer", "4", "--report-to", "none", "--no-progress",
+               "--num-workers", "2"]
+    monkeypatch.setattr(data_module, "decode_record_image", dies_soon)  # inherited by forked workers
+    code, _, err = run_cli(command, capsys)
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("hf-colorize train: error: a data worker died (")
+    assert err[0].endswith("(run the same command again)")
+    assert list_checkpoints(tmp_path / "run"), "the worker died before the first checkpoint: the test proves nothing"
+    monkeypatch.setattr(data_module, "decode_record_image", decode)
+    code, stdout, err = run_cli(command[:command.index("400")] + ["40"] + command[command.index("400") + 1:], capsys)
+    assert code == 0, err
+    assert "resumed from" in stdout
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
 def test_an_error_inside_a_worker_comes_back_as_one_line(mixed_folder, monkeypatch):
     def broken(record, *args, **kwargs):
         raise KeyError("boom")

@@ -282,11 +282,11 @@ class ColorizationStream:
                                              sampler=_RawRecords(self, self.epoch, self.position), **extra)
         try:
             yield from loader
-        except RuntimeError as err:
-            if "DataLoader worker" not in str(err):
+        except (RuntimeError, ConnectionError, EOFError) as err:
+            died = worker_death(err, self.num_workers > 0)
+            if died is None:
                 raise
-            raise DataSourceError(f"a data worker died ({one_line(err)}); the run can resume from its last "
-                                  "checkpoint (run the same command again)") from None
+            raise died from None
 
     def __iter__(self) -> Iterator[dict]:
         """Yield `{"rgb": uint8 tensor (3, S, S), "key": str}` forever (train) or once (eval)."""
@@ -312,6 +312,22 @@ class ColorizationStream:
     def _skipped(self) -> str:
         s = self.stats
         return f"{s.seen} records: {s.undecodable} undecodable, {s.grayscale} grayscale, {s.tiny} tiny"
+
+
+def worker_death(err: BaseException, workers: bool) -> Optional[DataSourceError]:
+    """The one-line error for a DataLoader worker that died, or None when `err` is something else.
+
+    torch reports a death as a RuntimeError, where the loader is read or (from its SIGCHLD handler)
+    anywhere in the training step; a worker that died after queueing an item leaves that item's shared
+    memory without a sender, and the loader then fails on the connection instead."""
+    if isinstance(err, RuntimeError) and "DataLoader worker" in str(err):
+        why = one_line(err)
+    elif workers and isinstance(err, (ConnectionError, EOFError)):
+        why = f"its connection closed: {one_line(err)}"
+    else:
+        return None
+    return DataSourceError(f"a data worker died ({why}); the run can resume from its last checkpoint "
+                           "(run the same command again)")
 
 
 class _RawRecords:

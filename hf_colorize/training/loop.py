@@ -525,7 +525,7 @@ def train(config=None, **overrides) -> str:
     from tqdm.auto import tqdm
 
     from hf_colorize.models.colorization.image_processing_colorization import ColorizationImageProcessor
-    from hf_colorize.training.data import ColorizationStream, batches, lab_batch
+    from hf_colorize.training.data import ColorizationStream, batches, lab_batch, worker_death
     from hf_colorize.training.hints import step_generator
     from hf_colorize.training.priors import estimate_prior, load_prior
 
@@ -655,6 +655,11 @@ def train(config=None, **overrides) -> str:
                 accelerator.wait_for_everyone()
             if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.max_steps):
                 save_checkpoint(accelerator, config.output_dir, step, stream.state_dict(), config.checkpoints_total_limit)
+    except (RuntimeError, ConnectionError, EOFError) as err:
+        died = worker_death(err, config.num_workers > 0)  # a worker's death can surface mid-step
+        if died is None:
+            raise
+        raise died from None
     finally:
         bar.close()
         if sample_log:
