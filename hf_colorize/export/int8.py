@@ -9,8 +9,12 @@ How the int8 network is made (once per weights, then cached in the process and o
 3. ONNX Runtime's static quantization rewrites the Conv / ConvTranspose layers as QDQ: weights int8 per
    output channel, activations uint8 per tensor. The first convolution (its input is L itself: 256 levels
    would be a 0.4 L-unit step, which moved the trained model's ab by 1-3 units) and the classifier (the
-   logits the softmax sharpens) stay float32: 0.9% of the FLOPs. BatchNorm and ReLU stay float, the bins
-   and the annealed-mean decoding are untouched (the `Colorizer` decodes the float32 logits itself).
+   logits the softmax sharpens) stay float32: 0.9% of the FLOPs. So does each convolution the
+   calibration photos find too sensitive (`sensitive_convs`: the greedy fewest layers that bring the
+   whole network's simulated rounding within `CALIBRATION_AB` ab on those photos): one layer of the
+   hint-trained default, whose input has a few outlier channels that a per-tensor uint8 step cannot
+   resolve (3.1 ab alone). BatchNorm and ReLU stay float, the bins and the annealed-mean decoding are
+   untouched (the `Colorizer` decodes the float32 logits itself).
 
 A hint-trained model (config `hint_inputs` / `global_hints`) quantizes too, without its hint inputs: the
 graph is its network as it runs when no hints are given (exactly: the hint branches add zero then). The
@@ -49,8 +53,12 @@ __all__ = ["BACKEND", "CALIBRATION_DIR", "calibration_photos", "check_available"
 CALIBRATION_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibration")
 INSTALL = "pip install 'hf-colorize[onnx]'"
 #: quantization settings; part of the cache key, so changing them never reuses a stale file
+#: the simulated rounding of the whole network may move the calibration photos' ab by this much (mean);
+#: the budget on held-out photos is 2 ab, so this leaves room for photos unlike the calibration ones
+CALIBRATION_AB = 0.75
 SETTINGS = {"format": "QDQ", "weights": "int8 per channel", "activations": "uint8 per tensor", "calibration": "minmax",
-            "ops": ("Conv", "ConvTranspose"), "float": "first and last convolution", "version": 2}
+            "ops": ("Conv", "ConvTranspose"), "float": "first and last convolution, sensitive ones",
+            "calibration_ab": CALIBRATION_AB, "version": 3}
 
 _SESSIONS = {}  # cache key -> onnxruntime session (this process)
 _LOCK = threading.Lock()
@@ -129,6 +137,28 @@ def _quiet():
         logging.disable(previous)
 
 
+def _weight_names(path) -> dict:
+    """Convolution node name -> the module name of its weight (the exporter names initializers
+    `model.<module>.weight`, the wrapper's attribute first)."""
+    import onnx
+
+    return {n.name: n.input[1].split(".", 1)[-1].rsplit(".", 1)[0]
+            for n in onnx.load(path).graph.node if n.op_type in SETTINGS["ops"]}
+
+
+def _modules_of(path, nodes) -> list:
+    names = _weight_names(path)
+    return [names[n] for n in nodes]
+
+
+def _nodes_of(path, modules) -> list:
+    wanted = set(modules)
+    found = [node for node, module in _weight_names(path).items() if module in wanted]
+    if len(found) != len(wanted):  # an exporter that names weights otherwise: say so rather than quantize them
+        raise ConversionError(f"int8 quantization: cannot find the convolutions {sorted(wanted)} in the exported graph")
+    return found
+
+
 def _first_and_last_conv(path) -> list:
     """Names of the convolution reading the graph's input and of the one writing its output (the logits)."""
     import onnx
@@ -140,6 +170,74 @@ def _first_and_last_conv(path) -> list:
     first = next((n for n in convs if inputs & set(n.input)), convs[0])
     last = next((n for n in convs if outputs & set(n.output)), convs[-1])
     return [first.name, last.name]
+
+
+def _fake_weight(w: torch.Tensor, axis: int) -> torch.Tensor:
+    """`w` rounded to symmetric int8 per slice along `axis` (per output channel), as the quantizer does."""
+    dims = [d for d in range(w.dim()) if d != axis]
+    scale = w.abs().amax(dim=dims, keepdim=True).clamp(min=1e-12) / 127
+    return (w / scale).round().clamp(-127, 127) * scale
+
+
+def _convs(model) -> list:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+
+
+def rounded_ab_change(model, calib, held, layers, weights: bool = True, activations: bool = True) -> float:
+    """Mean |ab| change (plain-mean decoding) on `held` `(B, 1, H, W)` when the convolutions `layers`
+    (indices into the model's convolutions, module order) are rounded as the QDQ graph rounds them: int8
+    weights per output channel, uint8 inputs per tensor over their MinMax range on `calib`. Convolutions
+    that do not run (hint branches, without hints) are left alone. `model` (float32) is not changed."""
+    from hf_colorize.models.colorization.modeling_colorization import decode_ab
+
+    m = copy.deepcopy(model).eval()
+    convs = [c for _, c in _convs(m)]
+    ranges = {}
+
+    def record(i, x):
+        lo, hi = ranges.get(i, (0.0, 0.0))  # the quantizer's range always holds 0
+        ranges[i] = (min(lo, x.min().item()), max(hi, x.max().item()))
+
+    hooks = [c.register_forward_pre_hook(lambda mod, inp, i=i: record(i, inp[0])) for i, c in enumerate(convs)]
+    with torch.no_grad():
+        m(pixel_values=calib, decode=False)
+    for h in hooks:
+        h.remove()
+    for i in layers:
+        if i not in ranges:
+            continue
+        c = convs[i]
+        if weights:
+            c.weight.data = _fake_weight(c.weight.data, 1 if isinstance(c, torch.nn.ConvTranspose2d) else 0)
+        if activations:
+            lo, hi = ranges[i]
+            step, zero = max(hi - lo, 1e-8) / 255, round(-lo / max(hi - lo, 1e-8) * 255)
+            c.register_forward_pre_hook(lambda mod, inp, s=step, z=zero: ((inp[0] / s + z).round().clamp(0, 255) - z) * s)
+    with torch.no_grad():
+        a = model(pixel_values=held, decode=False).logits
+        b = m(pixel_values=held, decode=False).logits
+    return (decode_ab(a, model.ab_bins, "mean") - decode_ab(b, model.ab_bins, "mean")).abs().mean().item()
+
+
+def sensitive_convs(model, inputs, budget: float = CALIBRATION_AB, always_float=()) -> list:
+    """Module names of the convolutions to keep float beyond `always_float` (module names): the most
+    sensitive first (each one's own rounding on `inputs`, a list of `(1, 1, H, W)`), until rounding all the
+    others moves the photos' ab by at most `budget`. Fewest float layers, not least error: int8 is for speed."""
+    calib = torch.cat(inputs)
+    names = [n for n, _ in _convs(model)]
+    floating = {i for i, n in enumerate(names) if n in always_float}
+    candidates = [i for i in range(len(names)) if i not in floating]
+    if rounded_ab_change(model, calib, calib, candidates) <= budget:
+        return []
+    alone = sorted(((rounded_ab_change(model, calib, calib, [i]), i) for i in candidates), reverse=True)
+    chosen = []
+    for change, i in alone:
+        if change <= 0:  # not run (hint branches) or already exact: keeping it float buys nothing
+            break
+        chosen.append(i)
+        if rounded_ab_change(model, calib, calib, [j for j in candidates if j not in chosen]) <= budget:
+            break
+    return [names[i] for i in chosen]
 
 
 def _quantize(model, path, inputs, size) -> str:
@@ -161,6 +259,7 @@ def _quantize(model, path, inputs, size) -> str:
     with tempfile.TemporaryDirectory(prefix="hf-colorize-int8-") as tmp, _quiet():
         fp32 = export_logits(network, os.path.join(tmp, "fp32.onnx"), size=size)
         float_convs = _first_and_last_conv(fp32)
+        float_convs += _nodes_of(fp32, sensitive_convs(network, inputs, always_float=_modules_of(fp32, float_convs)))
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with atomic_path(path, fsync=False) as out:
