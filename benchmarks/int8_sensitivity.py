@@ -27,7 +27,7 @@ def main():
     args = parser.parse_args()
     import hf_colorize
     from equal_work import real_photos
-    from hf_colorize.export.int8 import rounded_ab_change
+    from hf_colorize.export.int8 import SimulatedRounding
     from hf_colorize.export.eccv16 import convert_eccv16_state_dict
     from reference import make_reference_model
 
@@ -41,10 +41,11 @@ def main():
     held = torch.stack([proc.prepare(p)[1] for p in photos[12:16]])
     names = [name for name, c in model.named_modules() if isinstance(c, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     n = len(names)
-    print(f"all {n} layers, weights + activations: {rounded_ab_change(model, calib, held, range(n)):.3f} ab")
-    print(f"all layers, weights only:              {rounded_ab_change(model, calib, held, range(n), activations=False):.3f} ab")
+    rounding = SimulatedRounding(model, calib)
+    print(f"all {n} layers, weights + activations: {rounding.ab_change(range(n), held):.3f} ab")
+    print(f"all layers, weights only:              {rounding.ab_change(range(n), held, activations=False):.3f} ab")
     for i in range(min(n, args.layers)):
-        print(f"layer {i + 1:2d} alone: {rounded_ab_change(model, calib, held, [i]):.3f} ab  {names[i]}", flush=True)
+        print(f"layer {i + 1:2d} alone: {rounding.ab_change([i], held):.3f} ab  {names[i]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def test_sensitive_convolutions_are_the_fewest_that_bring_rounding_within_budget
     """On the hint-trained default, int8 rounding of every convolution moves the calibration photos'
     ab by ~3 units, nearly all from one layer (a few outlier input channels under a per-tensor uint8
     step): that layer is kept float, and the rest round within the budget. Pure torch: no onnxruntime."""
-    from hf_colorize.export.int8 import (CALIBRATION_AB, _convs, _inputs, calibration_photos, rounded_ab_change,
+    from hf_colorize.export.int8 import (CALIBRATION_AB, SimulatedRounding, _convs, _inputs, calibration_photos,
                                          sensitive_convs)
 
     colorizer = Colorizer.from_pretrained(hf_colorize.DEFAULT_MODEL, precision="fp32")
@@ -182,10 +182,10 @@ def test_sensitive_convolutions_are_the_fewest_that_bring_rounding_within_budget
     always = [names[0], "classifier"]
     chosen = sensitive_convs(model, inputs, always_float=always)
     assert chosen and len(chosen) <= 2 and not set(chosen) & set(always), chosen
-    calib = torch.cat(inputs)
+    rounding = SimulatedRounding(model, torch.cat(inputs))
     rest = [i for i, n in enumerate(names) if n not in chosen + always]
     everything = [i for i, n in enumerate(names) if n not in always]
-    assert rounded_ab_change(model, calib, calib, rest) <= CALIBRATION_AB < rounded_ab_change(model, calib, calib, everything)
+    assert rounding.ab_change(rest) <= CALIBRATION_AB < rounding.ab_change(everything)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is not changed
 
 

@@ -48,7 +48,8 @@ import torch
 from hf_colorize.common import ConversionError, atomic_path, is_image_file, one_line, shown
 from hf_colorize.models.colorization.pipeline_colorization import ColorizationBackendError
 
-__all__ = ["BACKEND", "CALIBRATION_DIR", "calibration_photos", "check_available", "int8_logits", "quantize_int8"]
+__all__ = ["BACKEND", "CALIBRATION_DIR", "SimulatedRounding", "calibration_photos", "check_available", "int8_logits",
+           "quantize_int8", "sensitive_convs"]
 
 CALIBRATION_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibration")
 INSTALL = "pip install 'hf-colorize[onnx]'"
@@ -183,59 +184,69 @@ def _convs(model) -> list:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
 
 
-def rounded_ab_change(model, calib, held, layers, weights: bool = True, activations: bool = True) -> float:
-    """Mean |ab| change (plain-mean decoding) on `held` `(B, 1, H, W)` when the convolutions `layers`
-    (indices into the model's convolutions, module order) are rounded as the QDQ graph rounds them: int8
-    weights per output channel, uint8 inputs per tensor over their MinMax range on `calib`. Convolutions
-    that do not run (hint branches, without hints) are left alone. `model` (float32) is not changed."""
-    from hf_colorize.models.colorization.modeling_colorization import decode_ab
+class SimulatedRounding:
+    """`model`'s convolutions rounded in torch as the QDQ graph rounds them: int8 weights per output channel,
+    uint8 inputs per tensor over their MinMax range on `calib` `(B, 1, H, W)` (measured once, here).
+    `model` (float32) is never changed."""
 
-    m = copy.deepcopy(model).eval()
-    convs = [c for _, c in _convs(m)]
-    ranges = {}
+    def __init__(self, model, calib: torch.Tensor):
+        self.model, self.calib, self.ranges = model, calib, {}
+        convs = [c for _, c in _convs(model)]
 
-    def record(i, x):
-        lo, hi = ranges.get(i, (0.0, 0.0))  # the quantizer's range always holds 0
-        ranges[i] = (min(lo, x.min().item()), max(hi, x.max().item()))
+        def record(i, x):
+            lo, hi = self.ranges.get(i, (0.0, 0.0))  # the quantizer's range always holds 0
+            self.ranges[i] = (min(lo, x.min().item()), max(hi, x.max().item()))
 
-    hooks = [c.register_forward_pre_hook(lambda mod, inp, i=i: record(i, inp[0])) for i, c in enumerate(convs)]
-    with torch.no_grad():
-        m(pixel_values=calib, decode=False)
-    for h in hooks:
-        h.remove()
-    for i in layers:
-        if i not in ranges:
-            continue
-        c = convs[i]
-        if weights:
-            c.weight.data = _fake_weight(c.weight.data, 1 if isinstance(c, torch.nn.ConvTranspose2d) else 0)
-        if activations:
-            lo, hi = ranges[i]
-            step, zero = max(hi - lo, 1e-8) / 255, round(-lo / max(hi - lo, 1e-8) * 255)
-            c.register_forward_pre_hook(lambda mod, inp, s=step, z=zero: ((inp[0] / s + z).round().clamp(0, 255) - z) * s)
-    with torch.no_grad():
-        a = model(pixel_values=held, decode=False).logits
-        b = m(pixel_values=held, decode=False).logits
-    return (decode_ab(a, model.ab_bins, "mean") - decode_ab(b, model.ab_bins, "mean")).abs().mean().item()
+        hooks = [c.register_forward_pre_hook(lambda mod, inp, i=i: record(i, inp[0])) for i, c in enumerate(convs)]
+        try:
+            self._calib_ab = self._ab(model, calib)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def _ab(self, model, x):
+        from hf_colorize.models.colorization.modeling_colorization import decode_ab
+
+        with torch.no_grad():
+            return decode_ab(model(pixel_values=x, decode=False).logits, self.model.ab_bins, "mean")
+
+    def ab_change(self, layers, held: Optional[torch.Tensor] = None, weights: bool = True, activations: bool = True) -> float:
+        """Mean |ab| change (plain-mean decoding) on `held` (default the calibration photos) when the
+        convolutions `layers` (indices into the model's convolutions, module order) are rounded.
+        Convolutions that do not run (hint branches, without hints) are left alone."""
+        m = copy.deepcopy(self.model).eval()
+        convs = [c for _, c in _convs(m)]
+        for i in layers:
+            if i not in self.ranges:
+                continue
+            c = convs[i]
+            if weights:
+                c.weight.data = _fake_weight(c.weight.data, 1 if isinstance(c, torch.nn.ConvTranspose2d) else 0)
+            if activations:
+                lo, hi = self.ranges[i]
+                step, zero = max(hi - lo, 1e-8) / 255, round(-lo / max(hi - lo, 1e-8) * 255)
+                c.register_forward_pre_hook(lambda mod, inp, s=step, z=zero: ((inp[0] / s + z).round().clamp(0, 255) - z) * s)
+        x = self.calib if held is None else held
+        exact = self._calib_ab if held is None else self._ab(self.model, held)
+        return (exact - self._ab(m, x)).abs().mean().item()
 
 
 def sensitive_convs(model, inputs, budget: float = CALIBRATION_AB, always_float=()) -> list:
     """Module names of the convolutions to keep float beyond `always_float` (module names): the most
     sensitive first (each one's own rounding on `inputs`, a list of `(1, 1, H, W)`), until rounding all the
     others moves the photos' ab by at most `budget`. Fewest float layers, not least error: int8 is for speed."""
-    calib = torch.cat(inputs)
+    rounding = SimulatedRounding(model, torch.cat(inputs))
     names = [n for n, _ in _convs(model)]
-    floating = {i for i, n in enumerate(names) if n in always_float}
-    candidates = [i for i in range(len(names)) if i not in floating]
-    if rounded_ab_change(model, calib, calib, candidates) <= budget:
+    candidates = [i for i, n in enumerate(names) if n not in always_float]
+    if rounding.ab_change(candidates) <= budget:
         return []
-    alone = sorted(((rounded_ab_change(model, calib, calib, [i]), i) for i in candidates), reverse=True)
+    alone = sorted(((rounding.ab_change([i]), i) for i in candidates), reverse=True)
     chosen = []
     for change, i in alone:
         if change <= 0:  # not run (hint branches) or already exact: keeping it float buys nothing
             break
         chosen.append(i)
-        if rounded_ab_change(model, calib, calib, [j for j in candidates if j not in chosen]) <= budget:
+        if rounding.ab_change([j for j in candidates if j not in chosen]) <= budget:
             break
     return [names[i] for i in chosen]
 
