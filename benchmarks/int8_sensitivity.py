@@ -27,7 +27,7 @@ def main():
     args = parser.parse_args()
     import hf_colorize
     from equal_work import real_photos
-    from hf_colorize.export.int8 import SimulatedRounding
+    from hf_colorize.export.int8 import SimulatedRounding, _convs
     from hf_colorize.export.eccv16 import convert_eccv16_state_dict
     from reference import make_reference_model
 
@@ -39,7 +39,7 @@ def main():
     proc = hf_colorize.ColorizationImageProcessor(size=getattr(model.config, "image_size", 256) if args.model else 256)
     calib = torch.stack([proc.prepare(p)[1] for p in photos[4:8]])
     held = torch.stack([proc.prepare(p)[1] for p in photos[12:16]])
-    names = [name for name, c in model.named_modules() if isinstance(c, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    names = [name for name, _ in _convs(model)]
     n = len(names)
     rounding = SimulatedRounding(model, calib)
     print(f"all {n} layers, weights + activations: {rounding.ab_change(range(n), held):.3f} ab")

@@ -193,10 +193,14 @@ def test_sensitive_convolutions_are_the_fewest_that_bring_rounding_within_budget
 def test_int8_graph_keeps_exactly_the_sensitive_convolutions_float(int8_default):
     import onnx
 
+    from hf_colorize.export.int8 import _weight_names
+
     _, _, cache = int8_default
-    graph = onnx.load(os.path.join(cache, os.listdir(cache)[0])).graph
+    path = os.path.join(cache, os.listdir(cache)[0])
+    graph = onnx.load(path).graph
     producer = {o: n.op_type for n in graph.node for o in n.output}
     convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
-    floating = [n.input[1].split(".", 1)[-1].rsplit(".", 1)[0] for n in convs if producer.get(n.input[1]) != "DequantizeLinear"]
+    modules = _weight_names(path)
+    floating = [modules[n.name] for n in convs if producer.get(n.input[1]) != "DequantizeLinear"]
     assert floating[0] == "blocks.0.layers.0" and floating[-1] == "classifier"  # L in, logits out
     assert 3 <= len(floating) <= 4 and len(convs) - len(floating) >= 18, floating  # the rest is int8

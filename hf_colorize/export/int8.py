@@ -53,10 +53,10 @@ __all__ = ["BACKEND", "CALIBRATION_DIR", "SimulatedRounding", "calibration_photo
 
 CALIBRATION_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibration")
 INSTALL = "pip install 'hf-colorize[onnx]'"
-#: quantization settings; part of the cache key, so changing them never reuses a stale file
 #: the simulated rounding of the whole network may move the calibration photos' ab by this much (mean);
 #: the budget on held-out photos is 2 ab, so this leaves room for photos unlike the calibration ones
 CALIBRATION_AB = 0.75
+#: quantization settings; part of the cache key, so changing them never reuses a stale file
 SETTINGS = {"format": "QDQ", "weights": "int8 per channel", "activations": "uint8 per tensor", "calibration": "minmax",
             "ops": ("Conv", "ConvTranspose"), "float": "first and last convolution, sensitive ones",
             "calibration_ab": CALIBRATION_AB, "version": 3}
@@ -145,19 +145,6 @@ def _weight_names(path) -> dict:
 
     return {n.name: n.input[1].split(".", 1)[-1].rsplit(".", 1)[0]
             for n in onnx.load(path).graph.node if n.op_type in SETTINGS["ops"]}
-
-
-def _modules_of(path, nodes) -> list:
-    names = _weight_names(path)
-    return [names[n] for n in nodes]
-
-
-def _nodes_of(path, modules) -> list:
-    wanted = set(modules)
-    found = [node for node, module in _weight_names(path).items() if module in wanted]
-    if len(found) != len(wanted):  # an exporter that names weights otherwise: say so rather than quantize them
-        raise ConversionError(f"int8 quantization: cannot find the convolutions {sorted(wanted)} in the exported graph")
-    return found
 
 
 def _first_and_last_conv(path) -> list:
@@ -270,7 +257,12 @@ def _quantize(model, path, inputs, size) -> str:
     with tempfile.TemporaryDirectory(prefix="hf-colorize-int8-") as tmp, _quiet():
         fp32 = export_logits(network, os.path.join(tmp, "fp32.onnx"), size=size)
         float_convs = _first_and_last_conv(fp32)
-        float_convs += _nodes_of(fp32, sensitive_convs(network, inputs, always_float=_modules_of(fp32, float_convs)))
+        modules = _weight_names(fp32)
+        sensitive = set(sensitive_convs(network, inputs, always_float=[modules[n] for n in float_convs]))
+        extra = [node for node, module in modules.items() if module in sensitive]
+        if len(extra) != len(sensitive):  # an exporter that names weights otherwise: say so, never quantize them
+            raise ConversionError(f"int8 quantization: cannot find the convolutions {sorted(sensitive)} in the exported graph")
+        float_convs += extra
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with atomic_path(path, fsync=False) as out:

@@ -9,6 +9,7 @@ Images are decoded here, not by `datasets`, so a corrupt sample is skipped and c
 killing the iterator. Grayscale photos carry no colour to learn from and are skipped and counted too.
 """
 
+import contextlib
 import glob
 import io
 import os
@@ -280,13 +281,8 @@ class ColorizationStream:
         extra = {"prefetch_factor": self.prefetch} if self.num_workers else {}
         loader = torch.utils.data.DataLoader(_DecodeRecords(self), batch_size=None, num_workers=self.num_workers,
                                              sampler=_RawRecords(self, self.epoch, self.position), **extra)
-        try:
+        with worker_deaths_in_one_line(self.num_workers > 0):
             yield from loader
-        except (RuntimeError, ConnectionError, EOFError) as err:
-            died = worker_death(err, self.num_workers > 0)
-            if died is None:
-                raise
-            raise died from None
 
     def __iter__(self) -> Iterator[dict]:
         """Yield `{"rgb": uint8 tensor (3, S, S), "key": str}` forever (train) or once (eval)."""
@@ -314,20 +310,24 @@ class ColorizationStream:
         return f"{s.seen} records: {s.undecodable} undecodable, {s.grayscale} grayscale, {s.tiny} tiny"
 
 
-def worker_death(err: BaseException, workers: bool) -> Optional[DataSourceError]:
-    """The one-line error for a DataLoader worker that died, or None when `err` is something else.
+@contextlib.contextmanager
+def worker_deaths_in_one_line(workers: bool):
+    """Raise a DataLoader worker's death inside the block as one-line `DataSourceError`; anything else as it is.
 
     torch reports a death as a RuntimeError, where the loader is read or (from its SIGCHLD handler)
     anywhere in the training step; a worker that died after queueing an item leaves that item's shared
     memory without a sender, and the loader then fails on the connection instead."""
-    if isinstance(err, RuntimeError) and "DataLoader worker" in str(err):
-        why = one_line(err)
-    elif workers and isinstance(err, (ConnectionError, EOFError)):
-        why = f"its connection closed: {one_line(err)}"
-    else:
-        return None
-    return DataSourceError(f"a data worker died ({why}); the run can resume from its last checkpoint "
-                           "(run the same command again)")
+    try:
+        yield
+    except (RuntimeError, ConnectionError, EOFError) as err:
+        if isinstance(err, RuntimeError) and "DataLoader worker" in str(err):
+            why = one_line(err)
+        elif workers and isinstance(err, (ConnectionError, EOFError)):
+            why = f"its connection closed: {one_line(err)}"
+        else:
+            raise
+        raise DataSourceError(f"a data worker died ({why}); the run can resume from its last checkpoint "
+                              "(run the same command again)") from None
 
 
 class _RawRecords:

@@ -525,7 +525,7 @@ def train(config=None, **overrides) -> str:
     from tqdm.auto import tqdm
 
     from hf_colorize.models.colorization.image_processing_colorization import ColorizationImageProcessor
-    from hf_colorize.training.data import ColorizationStream, batches, lab_batch, worker_death
+    from hf_colorize.training.data import ColorizationStream, batches, lab_batch, worker_deaths_in_one_line
     from hf_colorize.training.hints import step_generator
     from hf_colorize.training.priors import estimate_prior, load_prior
 
@@ -609,57 +609,53 @@ def train(config=None, **overrides) -> str:
     bar = tqdm(total=config.max_steps, initial=step, desc="train", disable=not show_bar)
     t0, seen, waited = time.time(), 0, 0.0
     try:
-        while step < config.max_steps:
-            loss_sum = 0.0
-            for micro in range(config.grad_accum):
-                t_wait = time.perf_counter()
-                batch = next(data)  # DataSourceError (e.g. no usable images) propagates as it is
-                waited += time.perf_counter() - t_wait
-                if sample_log:
-                    sample_log.write("\n".join(batch["keys"]) + "\n")
-                # colour conversion on the training device, for the whole batch (uint8 travels: 4x less than float)
-                pixel_values, labels = lab_batch(batch["rgb"].to(device, non_blocking=True))
-                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-                # hints seeded by (seed, step, rank, micro) alone: a resumed run draws the same ones
-                hints = hint_kwargs(config, unwrapped, labels,
-                                    step_generator(config.seed, step, accelerator.process_index, micro))
-                sync = accelerator.no_sync(model) if micro < config.grad_accum - 1 else nullcontext()
-                with sync, accelerator.autocast():
-                    loss = model(pixel_values=pixel_values, labels=labels, **hints).loss / config.grad_accum
-                accelerator.backward(loss)
-                loss_sum += loss.item()
-                seen += batch["rgb"].shape[0]
-            if config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.max_steps:
-                elapsed = max(1e-9, time.time() - t0)
-                rate, wait_share = seen / elapsed, waited / elapsed
-                logs = {"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0], "train/images_per_s": rate,
-                        "train/data_wait_share": wait_share}
-                logs.update({f"data/{k}": v for k, v in stream.stats.as_dict().items()})
-                bar.set_postfix(loss=f"{loss_sum:.3f}", img_s=f"{rate:.1f}")
-                if not show_bar:  # logs and pipes get one line per logged step instead of a bar
-                    accelerator.print(f"step {step}: loss={loss_sum:.4f} lr={logs['train/lr']:.3g} images/s={rate:.1f} "
-                                      f"data_wait={wait_share:.1%}", flush=True)
-                accelerator.log(logs, step=step)
-            if (config.eval_split or config.eval_dataset) and config.eval_every and step % config.eval_every == 0:
-                if accelerator.is_main_process:
-                    metrics = evaluate(unwrapped, config, accelerator, device)
-                    accelerator.log(metrics, step=step)
-                    bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-                accelerator.wait_for_everyone()
-            if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.max_steps):
-                save_checkpoint(accelerator, config.output_dir, step, stream.state_dict(), config.checkpoints_total_limit)
-    except (RuntimeError, ConnectionError, EOFError) as err:
-        died = worker_death(err, config.num_workers > 0)  # a worker's death can surface mid-step
-        if died is None:
-            raise
-        raise died from None
+        with worker_deaths_in_one_line(config.num_workers > 0):  # a worker's death can surface mid-step
+            while step < config.max_steps:
+                loss_sum = 0.0
+                for micro in range(config.grad_accum):
+                    t_wait = time.perf_counter()
+                    batch = next(data)  # DataSourceError (e.g. no usable images) propagates as it is
+                    waited += time.perf_counter() - t_wait
+                    if sample_log:
+                        sample_log.write("\n".join(batch["keys"]) + "\n")
+                    # colour conversion on the training device, for the whole batch (uint8 travels: 4x less than float)
+                    pixel_values, labels = lab_batch(batch["rgb"].to(device, non_blocking=True))
+                    pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+                    # hints seeded by (seed, step, rank, micro) alone: a resumed run draws the same ones
+                    hints = hint_kwargs(config, unwrapped, labels,
+                                        step_generator(config.seed, step, accelerator.process_index, micro))
+                    sync = accelerator.no_sync(model) if micro < config.grad_accum - 1 else nullcontext()
+                    with sync, accelerator.autocast():
+                        loss = model(pixel_values=pixel_values, labels=labels, **hints).loss / config.grad_accum
+                    accelerator.backward(loss)
+                    loss_sum += loss.item()
+                    seen += batch["rgb"].shape[0]
+                if config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                bar.update(1)
+                if step % config.log_every == 0 or step == config.max_steps:
+                    elapsed = max(1e-9, time.time() - t0)
+                    rate, wait_share = seen / elapsed, waited / elapsed
+                    logs = {"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0], "train/images_per_s": rate,
+                            "train/data_wait_share": wait_share}
+                    logs.update({f"data/{k}": v for k, v in stream.stats.as_dict().items()})
+                    bar.set_postfix(loss=f"{loss_sum:.3f}", img_s=f"{rate:.1f}")
+                    if not show_bar:  # logs and pipes get one line per logged step instead of a bar
+                        accelerator.print(f"step {step}: loss={loss_sum:.4f} lr={logs['train/lr']:.3g} images/s={rate:.1f} "
+                                          f"data_wait={wait_share:.1%}", flush=True)
+                    accelerator.log(logs, step=step)
+                if (config.eval_split or config.eval_dataset) and config.eval_every and step % config.eval_every == 0:
+                    if accelerator.is_main_process:
+                        metrics = evaluate(unwrapped, config, accelerator, device)
+                        accelerator.log(metrics, step=step)
+                        bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+                    accelerator.wait_for_everyone()
+                if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.max_steps):
+                    save_checkpoint(accelerator, config.output_dir, step, stream.state_dict(), config.checkpoints_total_limit)
     finally:
         bar.close()
         if sample_log:
